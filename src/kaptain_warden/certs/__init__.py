@@ -1,0 +1,1 @@
+"""TLS material: a CA and serving/client certificates, built with `cryptography`."""

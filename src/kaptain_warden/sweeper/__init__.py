@@ -1,0 +1,1 @@
+"""Sweeper: deletes what has expired and keeps Knative revisions within retention."""

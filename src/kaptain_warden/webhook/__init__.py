@@ -1,0 +1,1 @@
+"""Admission server: HTTP and AdmissionReview glue only; decisions come from `policies`."""
