@@ -1,0 +1,1 @@
+"""Subcommands of the `kaptain-warden` command line, one module each."""

@@ -1,0 +1,60 @@
+"""The one duration format used everywhere: `90s`, `90m`, `36h`, `7d`, `2w`, `1h30m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS: dict[str, int] = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+# Units must appear largest first and at most once, as in Go's time.ParseDuration output.
+_PATTERN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# Ten years: anything longer is a typo (`7000d`), not a retention decision.
+MAX_DURATION = timedelta(days=3650)
+ACCEPTED = (
+    "a positive duration such as 90s, 90m, 36h, 7d, 2w or 1h30m "
+    "(units w, d, h, m, s, largest first)"
+)
+
+
+class DurationError(ValueError):
+    """A duration string that cannot be used; the message says why and what is accepted."""
+
+
+def parse_duration(text: object) -> timedelta:
+    """Parse a duration string into a positive timedelta, or raise DurationError."""
+    if not isinstance(text, str):
+        raise DurationError(f"{text!r} is not a duration: expected {ACCEPTED}")
+    stripped = text.strip()
+    if not stripped:
+        raise DurationError(f"an empty string is not a duration: expected {ACCEPTED}")
+    if stripped.startswith("-"):
+        raise DurationError(f"{text!r} is negative: expected {ACCEPTED}")
+    match = _PATTERN.fullmatch(stripped)
+    if match is None:
+        raise DurationError(f"{text!r} is not a duration: expected {ACCEPTED}")
+    seconds = sum(
+        int(value) * factor
+        for value, factor in zip(match.groups(), _UNITS.values(), strict=True)
+        if value is not None
+    )
+    if seconds == 0:
+        raise DurationError(f"{text!r} is zero: expected {ACCEPTED}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationError(f"{text!r} is longer than the maximum of 3650d (ten years)")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The canonical string for a positive duration, largest units first: `1d12h`, `7d`, `1m30s`."""
+    remaining = int(value.total_seconds())
+    if remaining <= 0:
+        raise DurationError(f"{value} is not positive")
+    parts = []
+    # Weeks are accepted on input but written as days: `7d` reads better than `1w` in a TTL.
+    for unit, factor in _UNITS.items():
+        if unit == "w":
+            continue
+        count, remaining = divmod(remaining, factor)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,63 @@
+"""The table of kinds kaptain-warden knows: API coordinates, where their native TTL lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Where a kind keeps its own "TTL after finished" field, if it has one.
+#   job:         batch/v1 Job, spec.ttlSecondsAfterFinished (GA since 1.23)
+#   run-policy:  training-operator kinds, spec.runPolicy.ttlSecondsAfterFinished; the older
+#                tf-operator v1 (early Kaptain) had the same field directly under spec
+NativeTtl = Literal["job", "run-policy"]
+
+
+@dataclass(frozen=True)
+class KnownKind:
+    """One governed kind: its API coordinates and what the sweeper must read of it."""
+
+    api_version: str
+    kind: str
+    resource: str
+    native_ttl: NativeTtl | None = None
+    # True when deciding needs the object's status (completion), not only its metadata.
+    needs_status: bool = False
+
+    @property
+    def group(self) -> str:
+        """The API group ("" for the core group)."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        """The API version within the group."""
+        return self.api_version.rpartition("/")[2]
+
+
+KNOWN_KINDS: tuple[KnownKind, ...] = (
+    KnownKind("v1", "Secret", "secrets"),
+    KnownKind("batch/v1", "Job", "jobs", native_ttl="job", needs_status=True),
+    KnownKind("kubeflow.org/v1", "TFJob", "tfjobs", native_ttl="run-policy", needs_status=True),
+    KnownKind(
+        "kubeflow.org/v1", "PyTorchJob", "pytorchjobs", native_ttl="run-policy", needs_status=True
+    ),
+    KnownKind("kubeflow.org/v1beta1", "Experiment", "experiments", needs_status=True),
+    KnownKind("serving.kubeflow.org/v1beta1", "InferenceService", "inferenceservices"),
+    KnownKind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices"),
+    KnownKind("serving.knative.dev/v1", "Service", "services"),
+    KnownKind("serving.knative.dev/v1", "Configuration", "configurations"),
+    KnownKind("serving.knative.dev/v1", "Route", "routes"),
+    KnownKind("serving.knative.dev/v1", "Revision", "revisions"),
+)
+
+_BY_API_VERSION_KIND = {(k.api_version, k.kind): k for k in KNOWN_KINDS}
+
+
+def known_kind(api_version: str, kind: str) -> KnownKind | None:
+    """The table entry for apiVersion/kind, or None when the kind is not in the table."""
+    return _BY_API_VERSION_KIND.get((api_version, kind))
+
+
+def api_version_of(group: str, version: str) -> str:
+    """`apiVersion` as written in objects: `v1` for the core group, else `group/version`."""
+    return f"{group}/{version}" if group else version

@@ -1,0 +1,92 @@
+"""The metadata contract: every label and annotation key kaptain-warden reads or writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "warden.kaptain.io"
+
+# Knative and KServe facts we read (knative/serving pkg/apis/serving/register.go; kserve constants).
+KNATIVE_GROUP = "serving.knative.dev"
+KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"
+KNATIVE_CONFIGURATION_LABEL = "serving.knative.dev/configuration"
+KNATIVE_ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
+KNATIVE_ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+KNATIVE_NO_GC = "serving.knative.dev/no-gc"
+KNATIVE_CREATOR = "serving.knative.dev/creator"
+# Labels that name the object an object was made for, as (label, apiVersion, kind) of that parent.
+PARENT_LABELS: tuple[tuple[str, str, str], ...] = (
+    ("serving.kserve.io/inferenceservice", "serving.kserve.io/v1beta1", "InferenceService"),
+    ("serving.kubeflow.org/inferenceservice", "serving.kubeflow.org/v1beta1", "InferenceService"),
+    (KNATIVE_SERVICE_LABEL, "serving.knative.dev/v1", "Service"),
+    (KNATIVE_CONFIGURATION_LABEL, "serving.knative.dev/v1", "Configuration"),
+)
+
+
+@dataclass(frozen=True)
+class MetadataKeys:
+    """The warden's keys under one prefix (default `warden.kaptain.io`)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def managed(self) -> str:
+        """Label `managed: "true"`: the only objects the sweeper ever deletes."""
+        return f"{self.prefix}/managed"
+
+    @property
+    def owner(self) -> str:
+        """Label (label-safe form) and annotation (exact identity) naming the owner."""
+        return f"{self.prefix}/owner"
+
+    @property
+    def rule(self) -> str:
+        """Label: id of the policy rule that matched at creation."""
+        return f"{self.prefix}/rule"
+
+    @property
+    def created_at(self) -> str:
+        """Annotation: RFC 3339 UTC time of stamping, set once."""
+        return f"{self.prefix}/created-at"
+
+    @property
+    def ttl(self) -> str:
+        """Annotation: time to live from creation, a duration."""
+        return f"{self.prefix}/ttl"
+
+    @property
+    def expires_at(self) -> str:
+        """Annotation: RFC 3339 UTC time after which the sweeper deletes the object."""
+        return f"{self.prefix}/expires-at"
+
+    @property
+    def ttl_after_finished(self) -> str:
+        """Annotation: time to live counted from completion, a duration."""
+        return f"{self.prefix}/ttl-after-finished"
+
+    @property
+    def keep(self) -> str:
+        """Annotation `keep: "true"`: opt-out, honoured only where the rule allows it."""
+        return f"{self.prefix}/keep"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every label key the warden writes."""
+        return (self.managed, self.owner, self.rule)
+
+    @property
+    def annotations(self) -> tuple[str, ...]:
+        """Every annotation key the warden writes or honours."""
+        return (
+            self.owner,
+            self.created_at,
+            self.ttl,
+            self.expires_at,
+            self.ttl_after_finished,
+            self.keep,
+        )
+
+    @property
+    def managed_selector(self) -> str:
+        """The label selector the sweeper lists with."""
+        return f"{self.managed}=true"
