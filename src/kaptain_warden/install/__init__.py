@@ -1,0 +1,1 @@
+"""Install manifests generated from the policy: the webhook configurations."""
