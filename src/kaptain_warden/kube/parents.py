@@ -1,0 +1,180 @@
+"""Read the owner of an object's parent through the API server, cached and under a time budget.
+
+The admission server calls this for objects made by controllers (a Knative Revision, a Katib
+trial's TFJob): they inherit the owner annotation of the nearest managed ancestor. A lookup that
+fails or runs out of time answers None, and the object is admitted without inheritance: an
+admission is never blocked by a lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
+from kaptain_warden.policies.inheritance import ParentRef, parent_refs
+from kaptain_warden.policies.metadata import MetadataKeys
+
+logger = logging.getLogger(__name__)
+
+
+class LookupBudgetExceededError(TimeoutError):
+    """The time budget for one admission's parent lookups ran out."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires: float
+    owner: str | None
+    parents: tuple[ParentRef, ...]
+
+
+class ParentOwnerResolver:
+    """Finds the inherited owner of an object by walking up to `max_depth` ancestors."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        keys: MetadataKeys,
+        budget_seconds: float = 1.0,
+        ttl_seconds: float = 30.0,
+        negative_ttl_seconds: float = 3.0,
+        max_entries: int = 4096,
+        max_depth: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = api_client
+        self._keys = keys
+        self._budget = budget_seconds
+        self._ttl = ttl_seconds
+        # Parents are stamped at creation, so "no owner" rarely changes; cache it briefly anyway
+        # so that a parent created a moment later is found on the next admission.
+        self._negative_ttl = negative_ttl_seconds
+        self._max_entries = max_entries
+        self._max_depth = max_depth
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, ParentRef], _Entry] = OrderedDict()
+        self._plurals: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
+        """The owner annotation of the nearest managed ancestor, or None."""
+        deadline = self._clock() + self._budget
+        try:
+            return self._search(namespace, parent_refs(obj), deadline, depth=1)
+        except LookupBudgetExceededError:
+            logger.warning(
+                "parent lookup ran out of its %.0f ms budget; admitting without inheritance",
+                self._budget * 1000,
+                extra={"namespace": namespace, "object": _name_of(obj)},
+            )
+        except (ApiException, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            logger.warning(
+                "parent lookup failed (%s); admitting without inheritance",
+                _describe(exc),
+                extra={"namespace": namespace, "object": _name_of(obj)},
+            )
+        return None
+
+    def _search(
+        self, namespace: str, refs: tuple[ParentRef, ...], deadline: float, depth: int
+    ) -> str | None:
+        for ref in refs:
+            entry = self._lookup(namespace, ref, deadline)
+            if entry.owner is not None:
+                return entry.owner
+            if depth < self._max_depth:
+                owner = self._search(namespace, entry.parents, deadline, depth + 1)
+                if owner is not None:
+                    return owner
+        return None
+
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise LookupBudgetExceededError()
+        return remaining
+
+    def _lookup(self, namespace: str, ref: ParentRef, deadline: float) -> _Entry:
+        key = (namespace, ref)
+        now = self._clock()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry.expires > now:
+                self._cache.move_to_end(key)
+                return entry
+        group, _, version = ref.api_version.rpartition("/")
+        plural = self._plural(group, version, ref.kind, deadline)
+        if plural is None:
+            entry = _Entry(now + self._ttl, None, ())
+        else:
+            path = resource_path(
+                group=group, version=version, resource=plural, namespace=namespace, name=ref.name
+            )
+            try:
+                meta = get_json(
+                    self._api, path, accept=METADATA_ONLY, timeout=self._remaining(deadline)
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                entry = _Entry(now + self._negative_ttl, None, ())
+            else:
+                entry = self._entry_from(meta, now)
+        with self._lock:
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        return entry
+
+    def _entry_from(self, meta: Mapping[str, Any], now: float) -> _Entry:
+        metadata = meta.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        owner = annotations.get(self._keys.owner) if isinstance(annotations, Mapping) else None
+        if isinstance(owner, str) and owner:
+            return _Entry(now + self._ttl, owner, ())
+        return _Entry(now + self._negative_ttl, None, parent_refs(meta))
+
+    def _plural(self, group: str, version: str, kind: str, deadline: float) -> str | None:
+        """The resource name of a kind, from the API server's discovery (cached for good)."""
+        api_version = f"{group}/{version}" if group else version
+        table = self._plurals.get(api_version)
+        if table is None:
+            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            try:
+                document = get_json(self._api, path, timeout=self._remaining(deadline))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                document = {}
+            table = {
+                r["kind"]: r["name"]
+                for r in document.get("resources", ())
+                if isinstance(r, Mapping) and "/" not in str(r.get("name", "/"))
+            }
+            self._plurals[api_version] = table
+        return table.get(kind)
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    if isinstance(metadata, Mapping):
+        return str(metadata.get("name") or metadata.get("generateName") or "")
+    return ""
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
