@@ -416,13 +416,30 @@ for line in sys.stdin:
         groups.clear()
         dirs.clear()
 def alive(group):
+    # A group whose members are all zombies is dead: nobody reaps them while our parent is
+    # gone until init gets round to it, and some container inits never do.
     try:
         os.killpg(group, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True
-    return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/" + entry + "/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        state, _, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            return True
+    return False
 for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
     for group in groups:
         try:
@@ -882,23 +899,24 @@ class ControlPlane:
             self._watchdog.watch_group(process.pid)
         return process
 
-    def _wait_for(
-        self,
-        process: ManagedProcess,
-        what: str,
-        ready: Callable[[], bool],
-    ) -> None:
+    def _wait_for(self, process: ManagedProcess, what: str, ready: Callable[[], bool]) -> None:
+        """Poll `ready` until it holds; fail early when any started process exits.
+
+        `what` completes "<process> did not ...", e.g. "become ready (GET /readyz)".
+        """
         deadline = time.monotonic() + self._start_timeout
         while True:
-            for running in self._processes:
-                if running.poll() is not None:
-                    raise running.failure(f"before {what}")
+            for started in self._processes:
+                if started.poll() is not None:
+                    if started is process:
+                        raise started.failure(f"before it could {what}")
+                    raise started.failure(f"while waiting for {process.name} to {what}")
             if ready():
                 return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"{what} did not happen within {self._start_timeout:.0f}s; "
-                    f"last lines of the {process.name} log:\n{process.log_tail()}"
+                    f"{process.name} did not {what} within {self._start_timeout:.0f}s; "
+                    f"last lines of its log:\n{process.log_tail()}"
                 )
             time.sleep(_POLL_INTERVAL)
 
@@ -923,7 +941,7 @@ class ControlPlane:
         )
         self._wait_for(
             process,
-            f"etcd answering {client_url}/health",
+            f"become healthy (GET {client_url}/health)",
             lambda: _probe("127.0.0.1", self._etcd_port, "/health", None),
         )
 
@@ -956,12 +974,12 @@ class ControlPlane:
         context = self.ssl_context(client_certificate=True)
         self._wait_for(
             process,
-            "kube-apiserver answering /readyz",
+            f"become ready (GET {self.url}/readyz)",
             lambda: _probe("127.0.0.1", port, "/readyz", context),
         )
         self._wait_for(
             process,
-            "namespace default existing",
+            "create namespace default",
             lambda: _probe("127.0.0.1", port, "/api/v1/namespaces/default", context),
         )
 
@@ -1012,7 +1030,7 @@ class ControlPlane:
         context = self.ssl_context(client_certificate=False)
         self._wait_for(
             process,
-            "kube-controller-manager answering /healthz",
+            f"become healthy (GET https://127.0.0.1:{port}/healthz)",
             lambda: _probe("127.0.0.1", port, "/healthz", context),
         )
 
