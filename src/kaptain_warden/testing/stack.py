@@ -1,0 +1,329 @@
+"""The warden's admission server running against a ControlPlane, registered through the
+generated webhook configurations: what tier-3 tests and `kaptain-warden up` both stand on.
+
+    with ControlPlane(crds=True) as plane, WardenStack(plane) as stack:
+        ...  # objects created through plane's API server are now stamped and validated
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import socket
+import ssl
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from kaptain_warden.certs.pki import build_ca, build_certificate
+from kaptain_warden.install.webhook_configurations import (
+    FailurePolicy,
+    WebhookClient,
+    webhook_configurations,
+)
+from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.policies.model import Policy
+from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError, ManagedProcess
+
+PROBE_NAMESPACE = "warden-probe"
+_ADMISSION_REGISTRATION = "/apis/admissionregistration.k8s.io/v1/"
+_PLURALS = {
+    "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
+}
+NOTEBOOK_SERVICE_ACCOUNT = "default-editor"
+
+
+def notebook_user(namespace: str) -> str:
+    """The identity a Kubeflow notebook in `namespace` acts as."""
+    return f"system:serviceaccount:{namespace}:{NOTEBOOK_SERVICE_ACCOUNT}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _create(api_client: k8s.ApiClient, path: str, body: dict[str, Any]) -> None:
+    """POST `body`; an object that already exists is fine."""
+    try:
+        request_json(api_client, "POST", path, body=body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
+    """A namespace like a Kubeflow profile's: its `default-editor` may edit (ClusterRole edit)."""
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    subjects = [
+        {"kind": "ServiceAccount", "name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace}
+    ]
+    _create(api_client, "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    _create(
+        api_client,
+        f"{rbac}/rolebindings",
+        {
+            "metadata": {"name": "default-editor"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "edit",
+            },
+            "subjects": subjects,
+        },
+    )
+    # `edit` does not cover the SDK's custom resources: grant them as Kubeflow's aggregated
+    # kubeflow-edit role does.
+    _create(
+        api_client,
+        f"{rbac}/roles",
+        {
+            "metadata": {"name": "kaptain-sdk"},
+            "rules": [
+                {
+                    "apiGroups": [
+                        "kubeflow.org",
+                        "serving.kubeflow.org",
+                        "serving.kserve.io",
+                        "serving.knative.dev",
+                    ],
+                    "resources": ["*"],
+                    "verbs": ["*"],
+                }
+            ],
+        },
+    )
+    _create(
+        api_client,
+        f"{rbac}/rolebindings",
+        {
+            "metadata": {"name": "kaptain-sdk"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "kaptain-sdk",
+            },
+            "subjects": subjects,
+        },
+    )
+
+
+class WardenStack:
+    """`kaptain-warden serve` on a loopback port, registered with `plane`'s API server.
+
+    Args:
+        plane: a started ControlPlane.
+        policy_path: the policy file to serve (default: the built-in policy).
+        failure_policy: of both webhook configurations.
+        timeout_seconds: of both webhook configurations.
+        name: of the webhook configuration objects.
+        log_format: the server's log format.
+    """
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        *,
+        policy_path: Path | None = None,
+        failure_policy: FailurePolicy = "Fail",
+        timeout_seconds: int = 5,
+        name: str = "kaptain-warden",
+        log_format: str = "json",
+    ) -> None:
+        self.plane = plane
+        self.policy_path = policy_path
+        self.policy: Policy = load_policy(policy_path)
+        self.failure_policy: FailurePolicy = failure_policy
+        self.timeout_seconds = timeout_seconds
+        self.name = name
+        self.log_format = log_format
+        self.port = 0
+        self.work_dir = Path(tempfile.mkdtemp(prefix="kaptain-warden-stack-"))
+        self._server: ManagedProcess | None = None
+        self._restarts = 0
+        atexit.register(self.stop)
+
+    def __enter__(self) -> WardenStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The admission server's base URL."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA bundle that signed the server's certificate."""
+        return self.work_dir / "ca.crt"
+
+    @property
+    def log_path(self) -> Path:
+        """The admission server's log file."""
+        return self.work_dir / "serve.log"
+
+    def start(self) -> WardenStack:
+        """Write certificates, start the server, register the webhooks, wait until they act."""
+        now = dt.datetime.now(dt.UTC)
+        ca = build_ca(common_name="kaptain-warden-test-ca", now=now, valid_for=dt.timedelta(days=1))
+        serving = build_certificate(
+            ca=ca,
+            common_name="kaptain-warden",
+            dns_names=("localhost",),
+            ip_addresses=("127.0.0.1",),
+            now=now,
+            valid_for=dt.timedelta(days=1),
+        )
+        self.ca_path.write_bytes(ca.cert_pem)
+        (self.work_dir / "tls.crt").write_bytes(serving.cert_pem)
+        (self.work_dir / "tls.key").write_bytes(serving.key_pem)
+        self.port = _free_port()
+        self.start_server()
+        self.register()
+        self.wait_until_effective()
+        return self
+
+    def start_server(self) -> None:
+        """Start (or restart) the admission server process and wait for /readyz."""
+        argv = [
+            sys.executable,
+            "-m",
+            "kaptain_warden.cli",
+            "serve",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--tls-cert-file={self.work_dir / 'tls.crt'}",
+            f"--tls-private-key-file={self.work_dir / 'tls.key'}",
+            f"--kubeconfig={self.plane.kubeconfig_path}",
+            f"--log-format={self.log_format}",
+            "--workers=2",
+        ]
+        if self.policy_path is not None:
+            argv.append(f"--policy={self.policy_path}")
+        self._server = ManagedProcess("kaptain-warden-serve", argv, self.log_path)
+        self._server.start()
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        deadline = time.monotonic() + 30
+        while True:
+            if self._server.poll() is not None:
+                raise self._server.failure("before becoming ready")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=2),
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    "kaptain-warden serve was not ready within 30 s; "
+                    f"log:\n{self._server.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def stop_server(self) -> None:
+        """Stop the admission server (SIGTERM, then SIGKILL), leaving the webhooks registered."""
+        if self._server is not None:
+            self._server.stop(timeout=15)
+            self._server = None
+
+    def configurations(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (mutating, validating) configurations this stack registers."""
+        return webhook_configurations(
+            policy=self.policy,
+            client=WebhookClient(url=self.url),
+            ca_bundle=self.ca_path.read_bytes(),
+            name=self.name,
+            failure_policy=self.failure_policy,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def register(self, failure_policy: FailurePolicy | None = None) -> None:
+        """Create or replace both webhook configurations."""
+        if failure_policy is not None:
+            self.failure_policy = failure_policy
+        with self.plane.api_client() as api_client:
+            for body in self.configurations():
+                collection = _ADMISSION_REGISTRATION + _PLURALS[body["kind"]]
+                try:
+                    request_json(api_client, "POST", collection, body=body)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    current = get_json(api_client, f"{collection}/{self.name}")
+                    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    request_json(api_client, "PUT", f"{collection}/{self.name}", body=body)
+
+    def unregister(self) -> None:
+        """Delete both webhook configurations (absent ones are fine)."""
+        with self.plane.api_client() as api_client:
+            for plural in _PLURALS.values():
+                with contextlib.suppress(ApiException):
+                    request_json(
+                        api_client, "DELETE", f"{_ADMISSION_REGISTRATION}{plural}/{self.name}"
+                    )
+
+    def wait_until_effective(self, timeout: float = 30.0) -> None:
+        """Probe with dry-run creates until the API server calls both webhooks.
+
+        Webhook configurations take effect a few seconds after they are created: a stamped
+        dry-run Secret proves the mutating one, a denied forged owner the validating one.
+        """
+        with self.plane.api_client() as admin:
+            create_profile_namespace(admin, PROBE_NAMESPACE)
+        user = notebook_user(PROBE_NAMESPACE)
+        keys = self.policy.keys
+        deadline = time.monotonic() + timeout
+        secrets = f"/api/v1/namespaces/{PROBE_NAMESPACE}/secrets"
+        dry_run = [("dryRun", "All")]
+        with self.plane.impersonating_api_client(user) as api_client:
+            while True:
+                name = f"probe-{uuid.uuid4().hex[:8]}"
+                stamped = forged_denied = False
+                with contextlib.suppress(ApiException):
+                    secret = request_json(
+                        api_client,
+                        "POST",
+                        secrets,
+                        query=dry_run,
+                        body={"metadata": {"name": name}},
+                    )
+                    stamped = keys.managed in (secret["metadata"].get("labels") or {})
+                forged = {"metadata": {"name": name, "annotations": {keys.owner: "probe-forger"}}}
+                try:
+                    request_json(api_client, "POST", secrets, query=dry_run, body=forged)
+                except ApiException as exc:
+                    forged_denied = exc.status == 403 and keys.owner in str(exc.body)
+                if stamped and forged_denied:
+                    return
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(
+                        f"the webhooks did not take effect within {timeout:.0f} s "
+                        f"(stamped={stamped}, forged owner denied={forged_denied})"
+                    )
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Unregister the webhooks (while the API server still runs), stop the server."""
+        if self.plane.running:
+            with contextlib.suppress(Exception):
+                self.unregister()
+        self.stop_server()
