@@ -1,0 +1,385 @@
+"""The Flask app: decode an AdmissionReview, ask `policies` for a decision, encode the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from kaptain_warden.policies.admission import (
+    AdmissionRequest,
+    check_admission,
+    plan_mutation,
+)
+from kaptain_warden.policies.evaluate import (
+    governs_kind,
+    is_excluded_namespace,
+    needs_namespace_labels,
+)
+from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.policies.metadata import PARENT_LABELS
+from kaptain_warden.policies.model import Policy
+from kaptain_warden.webhook import responses
+from kaptain_warden.webhook.metrics import CONTENT_TYPE, AdmissionMetrics
+from kaptain_warden.webhook.parents import NamespaceLabels, ParentResolver
+from kaptain_warden.webhook.reviews import (
+    BadReview,
+    ResponseReview,
+    admission_request,
+    read_envelope,
+)
+from kaptain_warden.webhook.settings import WebhookSettings
+
+logger = logging.getLogger(__name__)
+
+Endpoint = Literal["mutate", "validate"]
+Verdict = Literal["allowed", "patched", "denied", "error"]
+JSON = "application/json"
+_PARENT_LABEL_KEYS = tuple(label for label, _, _ in PARENT_LABELS)
+# The bench endpoint's answer: a realistic review with nothing computed per request.
+_CONSTANT_REVIEW = responses.encode(responses.allowed("00000000-0000-0000-0000-000000000000"))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint sends back: an HTTP status and a JSON body."""
+
+    status: int
+    body: bytes
+
+
+@dataclass
+class _Outcome:
+    """One review's result, gathered for the answer, the log line and the metrics."""
+
+    review: ResponseReview
+    verdict: Verdict
+    rule: str | None = None
+    reason: str = ""
+
+
+class AdmissionHandler:
+    """The review logic behind /mutate and /validate, independent of the web framework."""
+
+    def __init__(
+        self,
+        *,
+        settings: WebhookSettings,
+        policy: Policy,
+        metrics: AdmissionMetrics,
+        parents: ParentResolver | None = None,
+        namespaces: NamespaceLabels | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.metrics = metrics
+        self._parents = parents
+        # Decided once: the policy never changes while the server runs.
+        self._namespaces = namespaces if needs_namespace_labels(policy) else None
+        self._clock = clock
+
+    def review(self, endpoint: Endpoint, body: bytes, content_type: str | None) -> Answer:
+        """Answer one request to `endpoint`: an AdmissionReview, or a 4xx when it is unusable."""
+        start = time.perf_counter()
+        try:
+            envelope = read_envelope(
+                body, content_type, max_body_bytes=self.settings.max_body_bytes
+            )
+        except BadReview as exc:
+            return self.reject(endpoint, exc)
+        # From here on the uid is known: whatever happens, the answer is an AdmissionReview.
+        decoded: AdmissionRequest | None = None
+        try:
+            decoded = admission_request(envelope)
+            outcome = self._decide(endpoint, decoded)
+            encoded = responses.encode(outcome.review)
+        except BadReview as exc:
+            return self.reject(endpoint, exc)
+        except Exception:
+            outcome = self._fallback(endpoint, envelope.uid)
+            self._record(endpoint, envelope.uid, decoded, outcome, start, failed=True)
+            return Answer(200, responses.encode(outcome.review))
+        self._record(endpoint, envelope.uid, decoded, outcome, start, failed=False)
+        return Answer(200, encoded)
+
+    def reject(self, endpoint: str, error: BadReview) -> Answer:
+        """A 4xx answer with a JSON error body, logged and counted once."""
+        logger.warning(
+            "refused a request that is not a usable AdmissionReview: %s",
+            error.message,
+            extra={"endpoint": endpoint, "http_status": error.http_status},
+        )
+        self.metrics.bad_requests.labels(endpoint, str(error.http_status)).inc()
+        return Answer(error.http_status, responses.error_body(error.message))
+
+    def _decide(self, endpoint: Endpoint, req: AdmissionRequest) -> _Outcome:
+        now = self._clock()
+        inherited = self._inherited_owner(req)
+        namespace_labels = self._namespace_labels(req)
+        if endpoint == "mutate":
+            mutation = plan_mutation(
+                policy=self.policy,
+                request=req,
+                now=now,
+                inherited_owner=inherited,
+                namespace_labels=namespace_labels,
+            )
+            return _Outcome(
+                responses.patched(req.uid, mutation.patch),
+                "patched" if mutation.patch else "allowed",
+                mutation.rule.id if mutation.rule is not None else None,
+                mutation.reason,
+            )
+        verdict = check_admission(
+            policy=self.policy,
+            request=req,
+            now=now,
+            inherited_owner=inherited,
+            namespace_labels=namespace_labels,
+        )
+        rule = verdict.rule.id if verdict.rule is not None else None
+        if verdict.allowed:
+            return _Outcome(
+                responses.allowed(req.uid, warnings=verdict.warnings),
+                "allowed",
+                rule,
+                verdict.message,
+            )
+        return _Outcome(
+            responses.denied(req.uid, verdict.message, warnings=verdict.warnings),
+            "denied",
+            rule,
+            verdict.message,
+        )
+
+    def _fallback(self, endpoint: Endpoint, uid: str) -> _Outcome:
+        """The configured answer when deciding failed: never a 500, always the uid."""
+        admit = (
+            self.settings.mutate_admits_on_error
+            if endpoint == "mutate"
+            else self.settings.validate_admits_on_error
+        )
+        if admit:
+            return _Outcome(responses.allowed(uid), "error", reason="internal error, admitted")
+        message = (
+            f"kaptain-warden could not {endpoint} this request because of an internal error; "
+            f"retry, and report it with request uid {uid} if it persists"
+        )
+        return _Outcome(responses.errored(uid, message), "error", reason=message)
+
+    def _governed_create(self, req: AdmissionRequest) -> bool:
+        """Only a CREATE of a governed kind outside excluded namespaces needs a lookup."""
+        return (
+            req.operation == "CREATE"
+            and not req.sub_resource
+            and isinstance(req.obj, Mapping)
+            and not is_excluded_namespace(self.policy, req.namespace)
+            and governs_kind(self.policy, req.api_version, req.kind)
+        )
+
+    def _inherited_owner(self, req: AdmissionRequest) -> str | None:
+        if self._parents is None or not self._governed_create(req):
+            return None
+        assert req.obj is not None  # checked by _governed_create
+        metadata = req.obj.get("metadata")
+        if not isinstance(metadata, Mapping):
+            return None
+        labels = metadata.get("labels")
+        names_parent = bool(metadata.get("ownerReferences")) or (
+            isinstance(labels, Mapping) and any(k in labels for k in _PARENT_LABEL_KEYS)
+        )
+        if not names_parent:
+            return None
+        try:
+            return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj)
+        except Exception:
+            # A lookup must never block an admission: go on as if there were no parent.
+            logger.warning(
+                "parent lookup failed; deciding without an inherited owner",
+                exc_info=True,
+                extra={"uid": req.uid, "namespace": req.namespace, "name": req.name},
+            )
+            self.metrics.lookup_errors.labels("parents").inc()
+            return None
+
+    def _namespace_labels(self, req: AdmissionRequest) -> Mapping[str, str] | None:
+        if self._namespaces is None or not self._governed_create(req):
+            return None
+        try:
+            return self._namespaces.namespace_labels(namespace=req.namespace)
+        except Exception:
+            logger.warning(
+                "namespace label lookup failed; deciding without them",
+                exc_info=True,
+                extra={"uid": req.uid, "namespace": req.namespace},
+            )
+            self.metrics.lookup_errors.labels("namespace_labels").inc()
+            return None
+
+    def _record(
+        self,
+        endpoint: Endpoint,
+        uid: str,
+        req: AdmissionRequest | None,
+        outcome: _Outcome,
+        start: float,
+        *,
+        failed: bool,
+    ) -> None:
+        """One log line and the metrics of a review; with the traceback when it failed."""
+        try:
+            self._log_and_count(endpoint, uid, req, outcome, start, failed=failed)
+        except Exception:
+            # The answer is ready: losing its log line must not turn it into an HTTP 500.
+            logger.exception("could not record the %s review %s", endpoint, uid)
+
+    def _log_and_count(
+        self,
+        endpoint: Endpoint,
+        uid: str,
+        req: AdmissionRequest | None,
+        outcome: _Outcome,
+        start: float,
+        *,
+        failed: bool,
+    ) -> None:
+        elapsed = time.perf_counter() - start
+        operation = req.operation if req is not None else "UNKNOWN"
+        if failed:
+            self.metrics.internal_errors.labels(endpoint).inc()
+        self.metrics.requests.labels(endpoint, operation, outcome.verdict).inc()
+        self.metrics.duration.labels(endpoint).observe(elapsed)
+        fields: dict[str, Any] = {"endpoint": endpoint, "uid": uid}
+        if req is not None:
+            fields.update(
+                user=req.username,
+                kind=req.kind,
+                api_version=req.api_version,
+                namespace=req.namespace,
+                # "name" is taken by LogRecord; namespace/name is what kubectl users read.
+                object=_object_name(req),
+                operation=operation,
+            )
+        fields.update(
+            verdict=outcome.verdict,
+            rule=outcome.rule,
+            dry_run=req.dry_run if req is not None else None,
+            duration_ms=round(elapsed * 1000, 3),
+        )
+        if failed:
+            logger.error(
+                "%s: internal error: %s", endpoint, outcome.reason, exc_info=True, extra=fields
+            )
+        else:
+            logger.info("%s: %s", endpoint, outcome.reason, extra=fields)
+
+
+def _object_name(req: AdmissionRequest) -> str:
+    """`namespace/name`; `prefix*` for an object created with generateName (no name yet)."""
+    name = req.name
+    if not name:
+        metadata = req.obj.get("metadata") if isinstance(req.obj, Mapping) else None
+        prefix = metadata.get("generateName") if isinstance(metadata, Mapping) else None
+        name = f"{prefix}*" if isinstance(prefix, str) and prefix else ""
+    return f"{req.namespace}/{name}" if req.namespace else name
+
+
+def _json(answer: Answer) -> Response:
+    return Response(answer.body, status=answer.status, mimetype=JSON)
+
+
+def create_app(
+    settings: WebhookSettings,
+    *,
+    policy: Policy | None = None,
+    parents: ParentResolver | None = None,
+    namespaces: NamespaceLabels | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> Flask:
+    """The admission server's WSGI app (the Flask application factory).
+
+    `policy` defaults to `settings.policy_file` (or the built-in policy), loaded here, once;
+    `parents` and `namespaces` answer the cluster questions some rules need (no lookups
+    when absent); `clock` is injected for tests.
+    """
+    app = Flask(__name__)
+    # Werkzeug refuses a larger body before reading it (also for chunked bodies).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    handler = AdmissionHandler(
+        settings=settings,
+        policy=policy if policy is not None else load_policy(settings.policy_file),
+        metrics=AdmissionMetrics(),
+        parents=parents,
+        namespaces=namespaces,
+        clock=clock,
+    )
+    app.extensions["kaptain_warden"] = handler
+    ready = orjson.dumps(
+        {"status": "ready", "policy": handler.policy.source, "rules": len(handler.policy.rules)}
+    )
+
+    def review(endpoint: Endpoint) -> Response:
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            size = f"of {request.content_length} bytes " if request.content_length else ""
+            message = f"body {size}is over the limit of {settings.max_body_bytes} bytes"
+            return _json(handler.reject(endpoint, BadReview(413, message)))
+        return _json(handler.review(endpoint, body, request.content_type))
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        return review("mutate")
+
+    @app.post("/validate")
+    def validate() -> Response:
+        return review("validate")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(Answer(200, b'{"status":"ok"}'))
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        # The factory loads the policy before the first request can arrive, so a worker that
+        # answers is ready; the body says which policy it serves.
+        return _json(Answer(200, ready))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(handler.metrics.exposition(), content_type=CONTENT_TYPE)
+
+    if settings.enable_bench_endpoint:
+
+        @app.post("/_bench/constant")
+        def bench_constant() -> Response:
+            # Read the body as /mutate does, so the ceiling includes receiving it.
+            request.get_data(cache=False)
+            return Response(_CONSTANT_REVIEW, mimetype=JSON)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # Unknown paths, wrong methods: JSON like every other refusal, logged once.
+        code = exc.code or 500
+        logger.warning(
+            "answered %s %s with %s",
+            request.method,
+            request.path,
+            exc.name,
+            extra={"http_status": code},
+        )
+        return _json(Answer(code, responses.error_body(f"{exc.name}: {exc.description}")))
+
+    return app

@@ -1,0 +1,73 @@
+"""The admission server's Prometheus metrics, aggregated across gunicorn worker processes."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# prometheus_client picks its storage when it is imported: with this variable set (by
+# `kaptain-warden serve`, before gunicorn forks) every worker writes its samples to mmap files
+# in that directory and any worker's /metrics sums them all.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Reviews take about a millisecond; the API server gives up after timeoutSeconds (default 10).
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class AdmissionMetrics:
+    """Counters and the latency histogram of one admission server."""
+
+    def __init__(self) -> None:
+        self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV)
+        # In one process the metrics live in a registry of their own, so that several apps
+        # (tests) never collide in the global one; across processes the files are the registry.
+        self._registry = CollectorRegistry() if self._multiprocess_dir is None else None
+        self.requests = Counter(
+            "kaptain_warden_admission_requests",
+            "AdmissionReviews answered, by endpoint, operation and verdict "
+            "(allowed, patched, denied, error).",
+            ["endpoint", "operation", "verdict"],
+            registry=self._registry,
+        )
+        self.duration = Histogram(
+            "kaptain_warden_admission_duration_seconds",
+            "Time from receiving a review's body to having its answer encoded.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self._registry,
+        )
+        self.internal_errors = Counter(
+            "kaptain_warden_admission_internal_errors",
+            "Unexpected exceptions while deciding a review (answered per the *_on_error settings).",
+            ["endpoint"],
+            registry=self._registry,
+        )
+        self.bad_requests = Counter(
+            "kaptain_warden_admission_bad_requests",
+            "Requests refused with an HTTP 4xx because they are not usable AdmissionReviews.",
+            ["endpoint", "code"],
+            registry=self._registry,
+        )
+        self.lookup_errors = Counter(
+            "kaptain_warden_admission_lookup_errors",
+            "Failed parent or namespace-label lookups (the review went on without them).",
+            ["lookup"],
+            registry=self._registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric (of every worker in multiprocess mode)."""
+        if self._registry is not None:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -1,0 +1,32 @@
+"""What the admission server asks the cluster: parents' owners and namespace labels (protocols)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class ParentResolver(Protocol):
+    """Finds the owner an object inherits from a managed parent (DESIGN.md, owner inheritance).
+
+    Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
+    or in one of `policies.metadata.PARENT_LABELS`. An implementation should answer within a
+    small time budget (the API server waits on every admission); an exception is logged and
+    treated as "no parent", so a lookup can never block an admission.
+    """
+
+    def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
+        """The warden owner of the managed parent `obj` names, or None when there is none."""
+        ...
+
+
+class NamespaceLabels(Protocol):
+    """Reads a namespace's labels, for policies that select namespaces by label.
+
+    Called only when the policy has a `namespaceSelector`, for governed kinds. Exceptions are
+    logged and treated as "labels unknown", which no namespace selector matches.
+    """
+
+    def namespace_labels(self, *, namespace: str) -> Mapping[str, str] | None:
+        """The labels of `namespace`, or None when it cannot be read."""
+        ...
