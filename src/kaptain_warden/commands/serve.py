@@ -1,0 +1,294 @@
+"""`kaptain-warden serve`: the admission server (mutating and validating webhook) over TLS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+ENV_PREFIX = "KAPTAIN_WARDEN_"
+
+DESCRIPTION = """\
+Serve the admission webhooks over HTTPS with gunicorn (threaded workers, keep-alive):
+
+  POST /mutate    stamp owner and TTL metadata on governed objects (JSONPatch)
+  POST /validate  deny forged, changed or out-of-policy warden metadata
+  GET  /healthz, /readyz, /metrics (Prometheus text format)
+
+Every option with a value also reads KAPTAIN_WARDEN_<OPTION> from the environment
+(e.g. KAPTAIN_WARDEN_PORT=9443); a flag on the command line wins.
+"""
+
+EPILOG = """\
+examples:
+  # on a laptop: a generated CA and certificate (cached, reused), the built-in policy
+  kaptain-warden serve --self-signed
+
+  # in a cluster (what the Helm chart runs)
+  kaptain-warden serve --host 0.0.0.0 --policy /etc/kaptain-warden/policy.yaml \\
+      --tls-cert-file /tls/tls.crt --tls-private-key-file /tls/tls.key --log-format json
+
+exit status: 0 after a graceful stop (SIGTERM, SIGINT), 1 when the policy or the TLS
+material cannot be used (errors on stderr, before any worker starts), 2 for bad options.
+"""
+
+
+def _env(dest: str, default: Any) -> Any:
+    return os.environ.get(ENV_PREFIX + dest.upper(), default)
+
+
+def _bounded(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use a value {limit}")
+        return value
+
+    return parse
+
+
+def _on_error(admits: bool) -> str:
+    return "admit" if admits else "deny"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `serve`."""
+    from kaptain_warden.webhook.settings import WebhookSettings
+
+    defaults = WebhookSettings()
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the admission server (mutating + validating webhook) over TLS",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    listen = parser.add_argument_group("listening")
+    listen.add_argument(
+        "--host",
+        default=_env("host", defaults.host),
+        help="address to listen on (default: %(default)s; use 0.0.0.0 in a pod)",
+    )
+    listen.add_argument(
+        "--port",
+        type=_bounded(0, 65535),
+        default=_env("port", defaults.port),
+        help="HTTPS port; 0 picks a free one, printed on start (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=_env("policy", None),
+        help="policy YAML file (default: the built-in one, `kaptain-warden policy default`)",
+    )
+    tls = parser.add_argument_group("TLS (one of: a certificate and its key, or --self-signed)")
+    tls.add_argument(
+        "--tls-cert-file",
+        metavar="FILE",
+        default=_env("tls_cert_file", None),
+        help="PEM serving certificate; re-read for each new connection, so renewals apply",
+    )
+    tls.add_argument(
+        "--tls-private-key-file",
+        metavar="FILE",
+        default=_env("tls_private_key_file", None),
+        help="PEM private key of --tls-cert-file",
+    )
+    tls.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="generate a CA and a certificate for localhost/127.0.0.1 (and --host) into the "
+        "cache directory, reused while valid; the CA path is printed on start",
+    )
+    tls.add_argument(
+        "--self-signed-dir",
+        metavar="DIR",
+        default=None,
+        help="where --self-signed keeps its files (default: $KAPTAIN_WARDEN_CACHE/self-signed, "
+        "else ${XDG_CACHE_HOME:-~/.cache}/kaptain-warden/self-signed)",
+    )
+    work = parser.add_argument_group("workers")
+    work.add_argument(
+        "--workers",
+        type=_bounded(1),
+        default=_env("workers", defaults.workers),
+        help="gunicorn worker processes, about one per core (default: %(default)s)",
+    )
+    work.add_argument(
+        "--threads",
+        type=_bounded(1),
+        default=_env("threads", defaults.threads),
+        help="threads per worker: reviews one process serves at once (default: %(default)s)",
+    )
+    work.add_argument(
+        "--keepalive",
+        metavar="SECONDS",
+        type=_bounded(0),
+        default=_env("keepalive", defaults.keepalive_seconds),
+        help="how long an idle connection stays open for the API server to reuse "
+        "(default: %(default)s)",
+    )
+    work.add_argument(
+        "--graceful-timeout",
+        metavar="SECONDS",
+        type=_bounded(1),
+        default=_env("graceful_timeout", defaults.graceful_timeout_seconds),
+        help="on SIGTERM, how long in-flight reviews may take before workers are killed "
+        "(default: %(default)s)",
+    )
+    reviews = parser.add_argument_group("reviews")
+    reviews.add_argument(
+        "--max-body-bytes",
+        type=_bounded(1),
+        default=_env("max_body_bytes", defaults.max_body_bytes),
+        help="larger request bodies get HTTP 413 (default: %(default)s, 8 MiB)",
+    )
+    reviews.add_argument(
+        "--mutate-on-error",
+        choices=("admit", "deny"),
+        default=_env("mutate_on_error", _on_error(defaults.mutate_admits_on_error)),
+        help="/mutate's answer when it fails unexpectedly: admit unchanged, or deny "
+        "(default: %(default)s)",
+    )
+    reviews.add_argument(
+        "--validate-on-error",
+        choices=("admit", "deny"),
+        default=_env("validate_on_error", _on_error(defaults.validate_admits_on_error)),
+        help="/validate's answer when it fails unexpectedly (default: %(default)s)",
+    )
+    reviews.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        default=_env("kubeconfig", None),
+        help="kubeconfig for parent lookups (owner inheritance); default: the pod's "
+        "ServiceAccount in a cluster, no lookups elsewhere",
+    )
+    reviews.add_argument(
+        "--enable-bench-endpoint",
+        action="store_true",
+        help="also serve POST /_bench/constant, a constant answer: the throughput ceiling "
+        "bench/admission.py compares with (off by default)",
+    )
+    logs = parser.add_argument_group("logs")
+    logs.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=_env("log_level", defaults.log_level),
+        help="(default: %(default)s: one line per review)",
+    )
+    logs.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default=_env("log_format", defaults.log_format),
+        help="JSON lines, text, or auto: text on a terminal, else JSON (default: %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"kaptain-warden serve: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the policy and TLS material, then serve until stopped."""
+    import dataclasses
+    import logging
+    import ssl
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from kaptain_warden.certs.selfsigned import (
+        default_cache_dir,
+        ensure_self_signed,
+        sans_for_host,
+    )
+    from kaptain_warden.logs import configure_logging
+    from kaptain_warden.policies.loader import PolicyError, load_policy
+    from kaptain_warden.webhook.server import serve
+    from kaptain_warden.webhook.settings import WebhookSettings
+
+    settings = WebhookSettings(
+        host=args.host,
+        port=int(args.port),
+        policy_file=args.policy,
+        tls_cert_file=args.tls_cert_file,
+        tls_private_key_file=args.tls_private_key_file,
+        workers=int(args.workers),
+        threads=int(args.threads),
+        keepalive_seconds=int(args.keepalive),
+        graceful_timeout_seconds=int(args.graceful_timeout),
+        max_body_bytes=int(args.max_body_bytes),
+        mutate_admits_on_error=args.mutate_on_error == "admit",
+        validate_admits_on_error=args.validate_on_error == "admit",
+        enable_bench_endpoint=args.enable_bench_endpoint,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        kubeconfig=args.kubeconfig,
+    )
+    json_logs = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    configure_logging(settings.log_level, json=json_logs)
+    log = logging.getLogger("kaptain_warden.serve")
+
+    # Everything that can be wrong is found here, in one process, before gunicorn forks.
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        for error in exc.errors:
+            print(f"{exc.source}: {error}", file=sys.stderr)
+        return 1
+
+    if settings.kubeconfig and not Path(settings.kubeconfig).is_file():
+        return _fail(f"--kubeconfig {settings.kubeconfig}: no such file")
+
+    if args.self_signed:
+        if settings.tls_cert_file or settings.tls_private_key_file:
+            return _fail("use either --self-signed or --tls-cert-file/--tls-private-key-file", 2)
+        directory = Path(args.self_signed_dir) if args.self_signed_dir else default_cache_dir()
+        dns_names, ip_addresses = sans_for_host(settings.host)
+        try:
+            files, generated = ensure_self_signed(
+                directory, now=datetime.now(UTC), dns_names=dns_names, ip_addresses=ip_addresses
+            )
+        except OSError as exc:
+            return _fail(f"cannot write the self-signed certificate to {directory}: {exc}")
+        log.info(
+            "%s self-signed certificate in %s",
+            "generated a" if generated else "reusing the",
+            directory,
+            extra={"ca_file": str(files.ca_file)},
+        )
+        settings = dataclasses.replace(
+            settings,
+            tls_cert_file=str(files.cert_file),
+            tls_private_key_file=str(files.key_file),
+            ca_file=str(files.ca_file),
+        )
+    elif not (settings.tls_cert_file and settings.tls_private_key_file):
+        return _fail(
+            "TLS is required: give --tls-cert-file and --tls-private-key-file, or --self-signed",
+            2,
+        )
+    cert_file, key_file = settings.tls_cert_file, settings.tls_private_key_file
+    assert cert_file is not None and key_file is not None  # one of the branches above set them
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        return _fail(f"cannot use {cert_file} with {key_file}: {exc}")
+
+    log.info(
+        "starting the admission server with policy %s (%d rules)",
+        policy.source,
+        len(policy.rules),
+        extra={"settings": dataclasses.asdict(settings)},
+    )
+    return serve(settings, policy=policy)

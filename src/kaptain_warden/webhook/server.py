@@ -1,0 +1,164 @@
+"""gunicorn over TLS around the admission app: threaded workers, keep-alive, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess, values
+
+from kaptain_warden.kube.client import load_api_client
+from kaptain_warden.kube.parents import ParentOwnerResolver
+from kaptain_warden.policies.model import Policy
+from kaptain_warden.webhook.app import create_app
+from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV
+from kaptain_warden.webhook.parents import ParentResolver
+from kaptain_warden.webhook.settings import WebhookSettings
+
+logger = logging.getLogger(__name__)
+
+# gunicorn kills a worker whose main loop has not reported for this long. The gthread loop
+# reports every second whatever its threads do, so this only catches a wedged process.
+WORKER_TIMEOUT_SECONDS = 30
+
+
+class _Logger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own messages through our handlers (JSON lines or text), not its formats."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class AdmissionServer(BaseApplication):  # type: ignore[misc]
+    """A programmatic gunicorn application whose workers build the app with `create_app`."""
+
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        *,
+        policy: Policy,
+        announce: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        # Loaded (and checked) by the caller before gunicorn forks: each worker inherits it.
+        self.policy = policy
+        self.announce = announce
+        super().__init__(prog="kaptain-warden serve")
+
+    def load_config(self) -> None:
+        """gunicorn settings derived from ours; nothing is read from files or the environment."""
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": [f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"],
+            "workers": s.workers,
+            # gthread: one connection per request would cost a TLS handshake each (the sync
+            # worker closes every connection); threads keep a slow review from blocking others.
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "keepalive": s.keepalive_seconds,
+            "graceful_timeout": s.graceful_timeout_seconds,
+            "timeout": WORKER_TIMEOUT_SECONDS,
+            "certfile": s.tls_cert_file,
+            "keyfile": s.tls_private_key_file,
+            "logger_class": _Logger,
+            "loglevel": s.log_level.lower(),
+            "accesslog": None,  # one line per review comes from the app, with its verdict
+            "proc_name": "kaptain-warden",
+            # Each server would otherwise share $HOME/.gunicorn/gunicorn.ctl.
+            "control_socket_disable": True,
+            "when_ready": self._when_ready,
+            "child_exit": _child_exit,
+        }
+        if os.path.isdir("/dev/shm"):
+            # The heartbeat file: on a container's disk-backed /tmp a stalled fsync looks like
+            # a hung worker (gunicorn docs, "Blocking OS calls").
+            options["worker_tmp_dir"] = "/dev/shm"
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Build the app in the worker (after fork), with the policy the arbiter loaded."""
+        return create_app(
+            self.settings, policy=self.policy, parents=_parent_resolver(self.settings, self.policy)
+        )
+
+    def _when_ready(self, server: Any) -> None:
+        for listener in server.LISTENERS:
+            host, port = listener.sock.getsockname()[:2]
+            shown = self.settings.host if self.settings.host not in ("", "0.0.0.0", "::") else host
+            self.announce(f"kaptain-warden admission server listening on {_url(shown, port)}")
+        if self.settings.ca_file:
+            self.announce(
+                f"CA bundle (the webhook configuration's caBundle): {self.settings.ca_file}"
+            )
+
+
+def _parent_resolver(settings: WebhookSettings, policy: Policy) -> ParentResolver | None:
+    """Parent lookups through the API server, when there is one to ask.
+
+    Only with --kubeconfig or inside a pod: a laptop's default kubeconfig may point at any
+    cluster, so it is never picked up silently. Built in each worker, after fork, because the
+    Kubernetes client's connection pools must not be shared across processes.
+    """
+    if not settings.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    try:
+        api_client = load_api_client(settings.kubeconfig)
+    except Exception:
+        logger.exception("cannot build a Kubernetes client; serving without parent lookups")
+        return None
+    return ParentOwnerResolver(api_client, keys=policy.keys)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Drop the samples files of a dead worker's live gauges (counters are kept)."""
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def serve(
+    settings: WebhookSettings,
+    *,
+    policy: Policy,
+    announce: Callable[[str], None] = _print,
+) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
+
+    On SIGTERM gunicorn stops accepting, lets workers finish in-flight reviews for up to
+    `graceful_timeout_seconds`, closes kept-alive connections, then exits.
+    """
+    metrics_dir = tempfile.mkdtemp(prefix="kaptain-warden-metrics-")
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
+    # prometheus_client picks its storage at import; another module may have imported it
+    # before the variable was set, so pick again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    arbiter_pid = os.getpid()
+    try:
+        AdmissionServer(settings, policy=policy, announce=announce).run()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        # Workers leave through here too (gunicorn ends them with SystemExit after fork):
+        # only the arbiter owns the directory.
+        if os.getpid() == arbiter_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        sys.stdout.flush()
+    return 0
