@@ -24,10 +24,13 @@ def control_plane() -> Iterator[ControlPlane]:
     One per test session; stopped at the end of the session even when tests failed.
     """
     plane = ControlPlane(controller_manager=True, crds=True)
+    failure = None
     try:
         plane.start()  # cleans up after itself when it fails
     except ControlPlaneError as error:  # BinariesNotFoundError included
-        pytest.fail(f"the tier-3 control plane could not start: {error}", pytrace=False)
+        failure = str(error)
+    if failure is not None:  # outside `except`: the message alone, without a chained traceback
+        pytest.fail(f"the tier-3 control plane could not start: {failure}", pytrace=False)
     try:
         yield plane
     finally:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from kaptain_warden.testing import controlplane
 from kaptain_warden.testing.controlplane import (
     CRD_DIR,
     BinariesNotFoundError,
@@ -688,6 +690,31 @@ def test_start_failure_names_the_process_and_shows_its_log(
     # What did start was cleaned up.
     assert _process_gone(plane.pids["etcd"])
     assert not plane.work_dir.exists()
+
+
+def test_a_port_taken_meanwhile_is_retried_with_new_ports(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_free_ports = controlplane._free_ports
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        calls: list[list[int]] = []
+
+        def first_etcd_port_taken(count: int) -> list[int]:
+            ports = real_free_ports(count)
+            if not calls:
+                ports[0] = taken  # etcd client, etcd peer, kube-apiserver, controller manager
+            calls.append(ports)
+            return ports
+
+        monkeypatch.setattr(controlplane, "_free_ports", first_etcd_port_taken)
+        with ControlPlane(binaries=control_plane.binaries) as plane:
+            assert len(calls) == 2
+            assert plane.etcd_url == f"http://127.0.0.1:{calls[1][0]}"
+            with plane.api_client() as api_client:
+                k8s.CoreV1Api(api_client).read_namespace("default")
 
 
 def test_missing_binaries_error_says_how_to_get_them(tmp_path: Path) -> None:

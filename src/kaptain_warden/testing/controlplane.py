@@ -98,6 +98,7 @@ _ASSET_VARIABLES: Final = {
 _TEST_ASSETS_RELATIVE: Final = Path("hack") / "test-assets"
 _POLL_INTERVAL: Final = 0.05
 _LOG_TAIL_LINES: Final = 25
+_START_ATTEMPTS: Final = 3
 _CERT_VALIDITY: Final = dt.timedelta(days=1)
 _CLUSTER_NAME: Final = "kaptain-warden-test"
 
@@ -108,6 +109,10 @@ class ControlPlaneError(RuntimeError):
 
 class BinariesNotFoundError(ControlPlaneError):
     """The control-plane binaries are neither configured nor obtainable with hack/test-assets."""
+
+
+class _PortTakenError(ControlPlaneError):
+    """A process could not bind a port we picked: someone else took it in the meantime."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -770,9 +775,8 @@ class ControlPlane:
         """Start every component and wait until it is ready. Cleans up if anything fails."""
         if self._state != "new":
             raise ControlPlaneError(f"a ControlPlane can be started once (it is {self._state})")
-        self._state = "starting"
-        began = time.monotonic()
         if self._binaries is None:
+            # May build them (hack/test-assets): not counted in startup_seconds.
             self._binaries = find_binaries(
                 controller_manager=self._want_controller_manager,
                 test_assets_script=self._test_assets_script,
@@ -782,25 +786,25 @@ class ControlPlane:
                 "a controller manager was asked for, and the given Binaries have no "
                 "kube-controller-manager"
             )
+        self._state = "starting"
+        began = time.monotonic()
         _LIVE.add(self)
         try:
             self._watchdog = _Watchdog()
             self._work_dir = Path(tempfile.mkdtemp(prefix="kaptain-warden-controlplane-"))
             self._watchdog.watch_dir(self._work_dir)
-            (
-                self._etcd_port,
-                etcd_peer_port,
-                self._apiserver_port,
-                self._controller_manager_port,
-            ) = _free_ports(4)
-            self._write_credentials()
-            self._start_etcd(etcd_peer_port)
-            self._start_apiserver()
-            if self._want_crds:
-                with self.api_client() as api_client:
-                    install_crds(api_client, timeout=self._start_timeout)
-            if self._want_controller_manager:
-                self._start_controller_manager()
+            for attempt in range(1, _START_ATTEMPTS + 1):
+                try:
+                    self._start_components()
+                    break
+                except _PortTakenError:
+                    if attempt == _START_ATTEMPTS:
+                        raise
+                    # A free port we picked was taken before our process bound it: try again
+                    # with new ports and an empty etcd.
+                    self._stop_processes()
+                    self._processes.clear()
+                    shutil.rmtree(self._path("etcd-data"), ignore_errors=True)
         except BaseException:
             self.stop()
             raise
@@ -808,17 +812,38 @@ class ControlPlane:
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def stop(self) -> None:
-        """Stop the processes (SIGTERM, then SIGKILL) and remove the temporary directory."""
-        if self._state in ("new", "stopped"):
-            self._state = "stopped"
-            return
+    def _start_components(self) -> None:
+        (
+            self._etcd_port,
+            etcd_peer_port,
+            self._apiserver_port,
+            self._controller_manager_port,
+        ) = _free_ports(4)
+        self._write_credentials()
+        self._start_etcd(etcd_peer_port)
+        self._start_apiserver()
+        if self._want_crds:
+            with self.api_client() as api_client:
+                install_crds(api_client, timeout=self._start_timeout)
+        if self._want_controller_manager:
+            self._start_controller_manager()
+
+    def _stop_processes(self) -> list[str]:
+        """Stop every started process, newest first; return the errors met on the way."""
         errors: list[str] = []
         for process in reversed(self._processes):
             try:
                 process.stop(self._stop_timeout)
             except Exception as error:  # keep stopping the others
                 errors.append(f"{process.name}: {error}")
+        return errors
+
+    def stop(self) -> None:
+        """Stop the processes (SIGTERM, then SIGKILL) and remove the temporary directory."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        errors = self._stop_processes()
         if self._work_dir is not None and not self._keep_work_dir:
             shutil.rmtree(self._work_dir, ignore_errors=True)
         if self._watchdog is not None:
@@ -908,6 +933,8 @@ class ControlPlane:
         while True:
             for started in self._processes:
                 if started.poll() is not None:
+                    if "address already in use" in started.log_tail():
+                        raise _PortTakenError(started.failure("on a port taken meanwhile"))
                     if started is process:
                         raise started.failure(f"before it could {what}")
                     raise started.failure(f"while waiting for {process.name} to {what}")
