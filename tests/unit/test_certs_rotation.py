@@ -93,7 +93,10 @@ def test_serving_certificate_is_renewed_under_the_same_ca_without_touching_the_b
     assert step.reason == "issued a new serving certificate"
     assert step.material.bundle == fresh.bundle
     assert step.material.generation == fresh.generation
-    assert step.material.serving.key_pem != fresh.serving.key_pem
+    assert step.material.serving.cert_pem != fresh.serving.cert_pem
+    # The key is kept: a handshake that reads the new certificate and the old key still works.
+    assert step.material.serving.key_pem == fresh.serving.key_pem
+    assert plan(step.material, due) is None  # the re-signed certificate matches its key
 
 
 def test_new_service_names_get_a_new_serving_certificate(fresh):
@@ -124,6 +127,7 @@ def test_ca_rotation_trusts_first_then_serves_then_forgets(fresh):
     promoted = step.material
     assert promoted.ca == staged.next_ca and promoted.next_ca is None
     assert issuer_of(promoted.serving.cert_pem) == subject_of(promoted.ca.cert_pem)
+    assert promoted.serving.key_pem == material.serving.key_pem
     assert promoted.bundle == staged.bundle  # both still trusted
 
     # 3. The old CA stays trusted until every replica has had time to switch.

@@ -348,10 +348,9 @@ def write_files(directory: Path, contents: Mapping[str, bytes]) -> bool:
 
     The layout is kubelet's AtomicWriter's (what a Secret volume looks like): `<name>` is a
     symlink to `..data/<name>`, and `..data` is a symlink to a timestamped directory that is
-    replaced by one `rename`. A reader that opens `tls.crt` and then `tls.key` can still fall
-    between the two opens: servers keep their previous TLS context when a new pair does not
-    load (as controller-runtime's certwatcher does), and the old pair stays trusted until
-    `Timings.replica_grace` has passed.
+    replaced by one `rename`, so no reader sees a half-written file. A reader that opens
+    `tls.crt` and then `tls.key` may still fall between the two opens; that is harmless because
+    renewals keep the key (`rotation._for_key`).
     """
     directory.mkdir(parents=True, exist_ok=True)
     if all(_read(directory / name) == data for name, data in contents.items()):

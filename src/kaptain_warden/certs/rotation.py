@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from kaptain_warden.certs.pki import CertKeyPair, build_ca, build_certificate
 
@@ -231,7 +231,36 @@ def _with_serving(
         now=now,
         valid_for=timings.cert_validity,
     )
+    if material.serving is not None:
+        serving = _for_key(serving, material.ca, material.serving.key_pem)
     return replace(material, serving=serving, serving_changed_at=now)
+
+
+def _for_key(serving: CertKeyPair, ca: CertKeyPair, key_pem: bytes) -> CertKeyPair:
+    """`serving` re-signed for the existing serving key, so renewals keep the key.
+
+    Why: servers load the certificate and the key with two file opens per handshake (gunicorn
+    calls `load_cert_chain` for each new connection). If both changed, a handshake falling
+    between the opens would pair a new certificate with an old key and fail; with one key
+    every certificate ever written matches it. The key lives as long as the Secret does
+    (cert-manager's `rotationPolicy: Never`); deleting the Secret starts over with a new one.
+    """
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    cert = serving.certificate
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(key.public_key())  # type: ignore[arg-type]
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+    )
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    signed = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    return CertKeyPair(signed.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 def _serving_is_current(
