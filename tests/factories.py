@@ -19,6 +19,7 @@ NOTEBOOK_GROUPS = (
     "system:authenticated",
 )
 STRANGER = "jane@example.com"
+KNATIVE = "system:serviceaccount:knative-serving:controller"
 ADMIN = "kubernetes-admin"
 ADMIN_GROUPS = ("system:masters", "system:authenticated")
 
@@ -183,6 +184,37 @@ def inference_service(
         "kind": "InferenceService",
         "metadata": _metadata(name, namespace, {}, None),
         "spec": {"predictor": {"tensorflow": {"storageUri": "s3://models/mnist"}}},
+    }
+
+
+def revision(
+    name: str = "mnist-predictor-00002",
+    *,
+    namespace: str = NAMESPACE,
+    configuration: str = "mnist-predictor",
+) -> dict[str, Any]:
+    """A Knative Revision as the Knative controller creates it: owned by its Configuration."""
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Revision",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "serving.knative.dev/configuration": configuration,
+                "serving.kserve.io/inferenceservice": "mnist",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "serving.knative.dev/v1",
+                    "kind": "Configuration",
+                    "name": configuration,
+                    "uid": str(uuid.uuid4()),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"image": "registry.example.com/team-a/mnist-server:2"}]},
     }
 
 

@@ -209,7 +209,7 @@ class AdmissionHandler:
             logger.warning(
                 "parent lookup failed; deciding without an inherited owner",
                 exc_info=True,
-                extra={"uid": req.uid, "namespace": req.namespace, "name": req.name},
+                extra={"uid": req.uid, "object": _object_name(req)},
             )
             self.metrics.lookup_errors.labels("parents").inc()
             return None
@@ -296,6 +296,18 @@ def _object_name(req: AdmissionRequest) -> str:
     return f"{req.namespace}/{name}" if req.namespace else name
 
 
+def _discard_body(stream: Any, limit: int) -> None:
+    """Read and drop an unwanted body, up to `limit` bytes.
+
+    gunicorn answers "Connection: keep-alive" and then closes the connection when a body was
+    left unread, so a client reusing it would fail its next request. A body a little over the
+    limit is drained so the connection stays usable; a huge one is not worth reading.
+    """
+    remaining = limit
+    while remaining > 0 and (chunk := stream.read(min(remaining, 1 << 16))):
+        remaining -= len(chunk)
+
+
 def _json(answer: Answer) -> Response:
     return Response(answer.body, status=answer.status, mimetype=JSON)
 
@@ -336,6 +348,7 @@ def create_app(
         except RequestEntityTooLarge:
             size = f"of {request.content_length} bytes " if request.content_length else ""
             message = f"body {size}is over the limit of {settings.max_body_bytes} bytes"
+            _discard_body(request.environ["wsgi.input"], settings.max_body_bytes * 2)
             return _json(handler.reject(endpoint, BadReview(413, message)))
         return _json(handler.review(endpoint, body, request.content_type))
 

@@ -146,10 +146,11 @@ def read_envelope(
         raise BadReview(400, f"kind is {_shown(kind)}; expected {KIND}")
     api_version = document.get("apiVersion")
     if api_version != API_VERSION:
+        problem = "is missing" if api_version is None else f"{_shown(api_version)} is not supported"
         raise BadReview(
             400,
-            f"apiVersion {_shown(api_version)} is not supported; kaptain-warden speaks "
-            f"{API_VERSION} (admissionReviewVersions: [v1])",
+            f"apiVersion {problem}; kaptain-warden speaks {API_VERSION} "
+            "(admissionReviewVersions: [v1])",
         )
     request = document.get("request")
     if not isinstance(request, dict):
