@@ -1,0 +1,306 @@
+"""Is a managed object due for deletion? One pure answer for the sweep loop, report and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from kaptain_warden.policies.completion import finished_at
+from kaptain_warden.policies.durations import DurationError, format_duration, parse_duration
+from kaptain_warden.policies.evaluate import is_excluded_namespace
+from kaptain_warden.policies.metadata import KNATIVE_GROUP
+from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.retention import RevisionVerdict
+from kaptain_warden.policies.timestamps import format_time, parse_time
+
+__all__ = [
+    "Action",
+    "Cause",
+    "Decision",
+    "RevisionHold",
+    "decide",
+    "hold",
+    "is_revision",
+    "owner_of",
+    "rule_id_of",
+]
+
+Action = Literal["delete", "keep"]
+#: Which clock sent an object away: `expires-at`, `ttl-after-finished`, or revision retention.
+Cause = Literal["ttl", "ttl-after-finished", "retention"]
+
+# Retention verdicts whose reason starts like this hold a revision whatever its TTL says:
+# Knative itself protects it (latest ready, no-gc, routed) or we could not read it.
+_RETENTION_VETO_PREFIXES = ("protected:", "kept: unreadable", "kept: malformed")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the sweeper does with one object, why, and when it goes.
+
+    `expires_at` is the instant the object is (or was) due: for a `delete`, the earliest clock
+    that ran out (None when only a count rule, maxNonActive, removes it); for a `keep`, the
+    earliest clock still running (None when no clock runs: no TTL, not finished, kept on
+    purpose, or held by minNonActive).
+    """
+
+    action: Action
+    reason: str
+    expires_at: datetime | None = None
+    cause: Cause | None = None
+
+
+@dataclass(frozen=True)
+class RevisionHold:
+    """Retention could not be planned for a Revision (e.g. its Configuration is unreadable)."""
+
+    reason: str
+
+
+def rule_id_of(obj: Mapping[str, Any], policy: Policy) -> str | None:
+    """The rule label of `obj`, or None."""
+    return _str_map(_metadata(obj).get("labels")).get(policy.keys.rule) or None
+
+
+def owner_of(obj: Mapping[str, Any], policy: Policy) -> str | None:
+    """The exact owner (annotation), else the label-safe one (label), else None."""
+    meta = _metadata(obj)
+    key = policy.keys.owner
+    return (
+        _str_map(meta.get("annotations")).get(key) or _str_map(meta.get("labels")).get(key) or None
+    )
+
+
+def is_revision(obj: Mapping[str, Any]) -> bool:
+    """True for Knative Revisions (any version of serving.knative.dev)."""
+    api_version = obj.get("apiVersion")
+    return (
+        isinstance(api_version, str)
+        and api_version.rpartition("/")[0] == KNATIVE_GROUP
+        and obj.get("kind") == "Revision"
+    )
+
+
+def hold(decision: Decision, reason: str) -> Decision:
+    """Turn a `delete` into a `keep` for `reason` (e.g. a Secret still in use); keeps pass."""
+    if decision.action == "keep":
+        return decision
+    return Decision(action="keep", reason=f"{reason} (otherwise: {decision.reason})")
+
+
+def decide(
+    *,
+    obj: Mapping[str, Any],
+    policy: Policy,
+    now: datetime,
+    retention: RevisionVerdict | RevisionHold | None = None,
+) -> Decision:
+    """Decide whether a listed object is due for deletion at `now`.
+
+    `obj` carries `apiVersion`, `kind` and `metadata` (and `status` for kinds whose completion
+    matters). Only what is written on the object counts (DESIGN.md: every owner saw the TTL on
+    their object), read under the rule its label names. In order:
+
+    1. Never deleted: objects without `managed=true`, in an excluded namespace, already being
+       deleted, without a rule label, or whose rule is gone from the policy or does not
+       govern the kind; objects with `keep: "true"` where the rule allows it.
+    2. A present but unreadable `expires-at`, `ttl-after-finished` or `created-at` keeps the
+       object: never delete on doubt.
+    3. `expires-at` at or before `now` is due. `ttl-after-finished` counts from completion read
+       from the kind's own status (`completion.finished_at`), and never from before the object
+       was stamped (`created-at`): a backfilled Job that finished last year gets the full TTL.
+       Not finished means this clock does not run.
+    4. Revisions: `retention` is the plan for this revision (`RevisionHold` when it could not be
+       planned, which keeps it). A revision Knative protects, or one retention could not read,
+       is kept even when a TTL ran out; otherwise retention's `delete` also sends it away.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    keys = policy.keys
+    meta = _metadata(obj)
+    labels = _str_map(meta.get("labels"))
+    annotations = _str_map(meta.get("annotations"))
+    kind = str(obj.get("kind", ""))
+
+    if labels.get(keys.managed) != "true":
+        return Decision("keep", f"not managed (no {keys.managed}=true label): never deleted")
+    namespace = meta.get("namespace")
+    if is_excluded_namespace(policy, namespace if isinstance(namespace, str) else ""):
+        return Decision("keep", f"namespace {namespace or '(none)'} is excluded by the policy")
+    if meta.get("deletionTimestamp"):
+        return Decision("keep", "already being deleted")
+    rule_id = labels.get(keys.rule)
+    if not rule_id:
+        return Decision("keep", f"no {keys.rule} label: no rule to apply")
+    rule = policy.rule_by_id(rule_id)
+    if rule is None:
+        return Decision("keep", f"rule {rule_id!r} is not in the policy: nothing to apply")
+    if not rule.governs_kind(str(obj.get("apiVersion", "")), kind):
+        return Decision("keep", f"rule {rule_id!r} does not govern {obj.get('apiVersion')} {kind}")
+
+    keep = annotations.get(keys.keep)
+    ignored_keep = ""
+    if keep == "true":
+        if rule.allow_keep:
+            return Decision("keep", f'annotation {keys.keep}="true" (rule {rule_id!r} allows it)')
+        ignored_keep = f'; {keys.keep}="true" ignored: rule {rule_id!r} does not allow it'
+
+    clocks = _clocks(obj, annotations, policy, now)
+    if isinstance(clocks, str):
+        return Decision("keep", clocks)
+
+    revision_veto: str | None = None
+    if is_revision(obj):
+        if retention is None:
+            retention = RevisionHold("revision retention was not planned")
+        if isinstance(retention, RevisionHold):
+            revision_veto = f"kept: {retention.reason}"
+        elif retention.action == "keep" and retention.reason.startswith(_RETENTION_VETO_PREFIXES):
+            revision_veto = retention.reason
+        else:
+            clocks.append(_retention_clock(retention, now))
+    if revision_veto is not None:
+        return Decision("keep", revision_veto)
+
+    due = [c for c in clocks if c.due]
+    if due:
+        first = min(due, key=lambda c: (c.deadline is None, c.deadline or now))
+        return Decision(
+            "delete",
+            "; ".join(c.reason for c in due) + ignored_keep,
+            first.deadline,
+            first.cause,
+        )
+    running = [c.deadline for c in clocks if c.deadline is not None and c.deadline > now]
+    reasons = "; ".join(c.reason for c in clocks) or f"rule {rule_id!r} sets no expiry"
+    return Decision("keep", reasons + ignored_keep, min(running) if running else None)
+
+
+@dataclass(frozen=True)
+class _Clock:
+    cause: Cause
+    due: bool
+    deadline: datetime | None
+    reason: str
+
+
+def _clocks(
+    obj: Mapping[str, Any], annotations: Mapping[str, str], policy: Policy, now: datetime
+) -> list[_Clock] | str:
+    """The object's TTL clocks, or the reason (a string) why they cannot be read."""
+    keys = policy.keys
+    clocks: list[_Clock] = []
+    raw_expires = annotations.get(keys.expires_at)
+    if raw_expires is not None:
+        expires = parse_time(raw_expires)
+        if expires is None:
+            return f"kept: unreadable {keys.expires_at}={raw_expires!r}"
+        if expires <= now:
+            clocks.append(
+                _Clock("ttl", True, expires, f"expired: {keys.expires_at} {_at(expires, now)}")
+            )
+        else:
+            clocks.append(_Clock("ttl", False, expires, f"expires {_at(expires, now)}"))
+
+    raw_after = annotations.get(keys.ttl_after_finished)
+    if raw_after is not None:
+        try:
+            after = parse_duration(raw_after)
+        except DurationError:
+            return f"kept: unreadable {keys.ttl_after_finished}={raw_after!r}"
+        raw_created = annotations.get(keys.created_at)
+        created = parse_time(raw_created)
+        if raw_created is not None and created is None:
+            return f"kept: unreadable {keys.created_at}={raw_created!r}"
+        finished = finished_at(obj)
+        if finished is None:
+            clocks.append(
+                _Clock(
+                    "ttl-after-finished",
+                    False,
+                    None,
+                    f"not finished: {keys.ttl_after_finished}={format_duration(after)} "
+                    "counts from completion",
+                )
+            )
+        else:
+            start = max(finished, created) if created is not None else finished
+            deadline = start + after
+            since = (
+                f"finished {_at(finished, now)}"
+                if start == finished
+                else f"finished {_at(finished, now)}, before it was stamped "
+                f"{_at(start, now)} (the clock starts at stamping)"
+            )
+            if deadline <= now:
+                clocks.append(
+                    _Clock(
+                        "ttl-after-finished",
+                        True,
+                        deadline,
+                        f"{since}; {keys.ttl_after_finished}={format_duration(after)} ran out "
+                        f"{_at(deadline, now)}",
+                    )
+                )
+            else:
+                clocks.append(
+                    _Clock(
+                        "ttl-after-finished",
+                        False,
+                        deadline,
+                        f"{since}; deleted {format_duration(after)} after, {_at(deadline, now)}",
+                    )
+                )
+    return clocks
+
+
+def _retention_clock(verdict: RevisionVerdict, now: datetime) -> _Clock:
+    """Retention's answer as a clock: its age deadline counts only when it decides the answer."""
+    if verdict.action == "delete":
+        deadline = (
+            verdict.deletes_at
+            if verdict.deletes_at is not None and verdict.deletes_at <= now
+            else None
+        )
+        return _Clock("retention", True, deadline, f"retention: {verdict.reason}")
+    # A keep whose age clock already ran out is held by a count (minNonActive): no known time.
+    deadline = (
+        verdict.deletes_at if verdict.deletes_at is not None and verdict.deletes_at > now else None
+    )
+    return _Clock("retention", False, deadline, f"retention: {verdict.reason}")
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _at(moment: datetime, now: datetime) -> str:
+    """`at 2024-06-01T12:00:00Z (3h ago)` or `... (in 2d4h)`."""
+    delta = now - moment
+    if delta < timedelta(0):
+        return f"at {format_time(moment)} (in {_short(-delta)})"
+    return f"at {format_time(moment)} ({_short(delta)} ago)"
+
+
+def _short(delta: timedelta) -> str:
+    """`3d4h`, `2h15m`, `45s`: the two largest units, floored."""
+    seconds = int(delta.total_seconds())
+    if seconds < 1:
+        return "0s"
+    parts: list[str] = []
+    for suffix, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, seconds = divmod(seconds, size)
+        if amount or parts:
+            parts.append(f"{amount}{suffix}" if amount else "")
+        if len(parts) == 2:
+            break
+    return "".join(parts) or "0s"
