@@ -1,0 +1,63 @@
+"""Tier 1: the sweeper's RBAC rules follow the policy and grant nothing more."""
+
+from __future__ import annotations
+
+from kaptain_warden.install.rbac import sweeper_cluster_rules, sweeper_lease_rules
+from kaptain_warden.policies.loader import load_policy, load_policy_text
+
+
+def verbs(rules, group, resource):
+    found = set()
+    for rule in rules:
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            found |= set(rule["verbs"])
+    return found
+
+
+def test_the_default_policy_needs_list_and_delete_on_governed_kinds():
+    rules = sweeper_cluster_rules(load_policy())
+    assert verbs(rules, "", "secrets") == {"list", "delete"}
+    assert verbs(rules, "batch", "jobs") == {"list", "delete"}
+    assert verbs(rules, "serving.knative.dev", "revisions") == {"list", "delete"}
+    assert verbs(rules, "serving.knative.dev", "configurations") == {"get", "list", "delete"}
+    assert verbs(rules, "serving.kserve.io", "inferenceservices") == {"get", "list", "delete"}
+    assert verbs(rules, "", "pods") == {"list"}
+    assert verbs(rules, "", "serviceaccounts") == {"list"}
+    assert verbs(rules, "apps", "deployments") == {"list"}
+    assert verbs(rules, "events.k8s.io", "events") == {"create"}
+    # Nothing writes or reads anything else; no wildcards.
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert not {"update", "watch", "deletecollection", "escalate"} & set(rule["verbs"])
+    assert verbs(rules, "", "secrets") & {"get", "patch"} == set()
+
+
+def test_backfill_adds_get_and_patch_on_governed_kinds():
+    rules = sweeper_cluster_rules(load_policy(), backfill=True)
+    assert verbs(rules, "", "secrets") == {"get", "list", "delete", "patch"}
+    assert verbs(rules, "", "pods") == {"list"}
+
+
+def test_a_policy_without_secrets_or_revisions_needs_no_pod_or_configuration_reads():
+    policy = load_policy_text(
+        """
+apiVersion: warden.kaptain.io/v1alpha1
+kind: WardenPolicy
+rules:
+  - id: jobs
+    match: {kinds: [{apiVersion: batch/v1, kind: Job}]}
+    ttlAfterFinished: 1h
+"""
+    )
+    rules = sweeper_cluster_rules(policy)
+    assert rules == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["delete", "list"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    ]
+
+
+def test_lease_rules_name_the_lease_where_rbac_can():
+    rules = sweeper_lease_rules("my-lease")
+    assert {"create"} == set(rules[0]["verbs"]) and "resourceNames" not in rules[0]
+    assert rules[1]["resourceNames"] == ["my-lease"]
+    assert set(rules[1]["verbs"]) == {"get", "update"}
