@@ -161,6 +161,46 @@ def test_rbac_is_enforced_for_impersonated_users(
         eventually(allowed, "the RoleBinding to take effect", timeout=10)
 
 
+def test_aggregated_edit_role_works_for_a_service_account(
+    control_plane: ControlPlane, kube_admin: k8s.ApiClient, namespace: str
+) -> None:
+    # Kubeflow binds a profile's default-editor to ClusterRole edit, which is aggregated: empty
+    # until kube-controller-manager's clusterrole-aggregation-controller fills it.
+    k8s.RbacAuthorizationV1Api(kube_admin).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "default-editor"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "edit",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "default-editor", "namespace": namespace}
+            ],
+        },
+    )
+    editor = f"system:serviceaccount:{namespace}:default-editor"
+    with control_plane.impersonating_api_client(editor) as api_client:
+        core = k8s.CoreV1Api(api_client)
+
+        def created() -> bool:
+            try:
+                core.create_namespaced_secret(
+                    namespace, {"metadata": {"name": "registry"}}, dry_run="All"
+                )
+            except ApiException as error:
+                if error.status == 403:
+                    return False
+                raise
+            return True
+
+        eventually(created, "the RoleBinding to let the editor create a Secret", timeout=10)
+        with pytest.raises(ApiException) as denied:
+            core.list_namespaced_secret("default")
+        assert denied.value.status == 403
+
+
 def test_impersonation_sends_the_user_and_every_group(control_plane: ControlPlane) -> None:
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     with control_plane.impersonating_api_client("bob", ["team-b", "ml-users"]) as api_client:

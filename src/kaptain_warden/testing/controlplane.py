@@ -86,7 +86,11 @@ DEFAULT_CONTROLLERS: Final = (
     "namespace-controller",  # so that deleted namespaces go away
     "serviceaccount-controller",  # a `default` ServiceAccount in each namespace
     "serviceaccount-token-controller",
+    # Fills the aggregated ClusterRoles admin, edit and view (empty without it), which
+    # Kubeflow-like RoleBindings use.
+    "clusterrole-aggregation-controller",
 )
+_AGGREGATION_CONTROLLER: Final = "clusterrole-aggregation-controller"
 
 # Binary name -> the envtest variable that names it directly.
 _ASSET_VARIABLES: Final = {
@@ -1060,6 +1064,19 @@ class ControlPlane:
             f"become healthy (GET https://127.0.0.1:{port}/healthz)",
             lambda: _probe("127.0.0.1", port, "/healthz", context),
         )
+        if _AGGREGATION_CONTROLLER in self._controllers:
+            # So that a test may rely on `edit` at once.
+            self._wait_for(process, "fill the aggregated ClusterRole edit", self._edit_role_filled)
+
+    def _edit_role_filled(self) -> bool:
+        path = "/apis/rbac.authorization.k8s.io/v1/clusterroles/edit"
+        try:
+            status, body = _http_get(
+                "127.0.0.1", self._apiserver_port, path, context=self.ssl_context()
+            )
+        except (OSError, http.client.HTTPException):
+            return False
+        return status == 200 and bool(json.loads(body).get("rules"))
 
     # -- credentials and clients -------------------------------------------------------------
 
