@@ -85,10 +85,6 @@ class Timings:
             raise ValueError("ca_renew_before must be shorter than ca_validity")
         if self.cert_renew_before >= self.cert_validity:
             raise ValueError("cert_renew_before must be shorter than cert_validity")
-        if self.cert_validity > self.ca_renew_before:
-            # Otherwise a serving certificate issued just before a CA rotation starts would be
-            # cut short by the CA's expiry and renewed at every sync.
-            raise ValueError("cert_validity must not exceed ca_renew_before")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+{{/*
+The policy document and what is derived from its kinds. The kinds table (files/kinds.yaml) is
+a copy of kaptain_warden.policies.kinds.KNOWN_KINDS; tests keep it equal, and keep the webhook
+rules rendered here equal to kaptain_warden.install.webhook_configurations'.
+*/}}
+
+{{/* The sweeper's identity, which may change warden metadata (backfill stamps objects). */}}
+{{- define "kaptain-warden.sweeper.username" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "kaptain-warden.sweeper.serviceAccountName" .) -}}
+{{- end -}}
+
+{{/* The policy file the components load, as YAML. */}}
+{{- define "kaptain-warden.policy" -}}
+{{- $settings := deepCopy .Values.policy.settings -}}
+{{- $privileged := default dict $settings.privileged -}}
+{{- $users := default list $privileged.users -}}
+{{- $users = append $users (include "kaptain-warden.sweeper.username" .) | uniq -}}
+{{- $_ := set $privileged "users" $users -}}
+{{- $_ = set $settings "privileged" $privileged -}}
+{{- $_ = set $settings "wardenNamespace" .Release.Namespace -}}
+{{- $_ = set $settings "dryRun" .Values.sweeper.dryRun -}}
+{{- $_ = set $settings "backfill" .Values.sweeper.backfill -}}
+{{- $policy := dict "apiVersion" "warden.kaptain.io/v1alpha1" "kind" "WardenPolicy" "settings" $settings "rules" .Values.policy.rules -}}
+{{- toYaml $policy -}}
+{{- end -}}
+
+{{/*
+The governed kinds, without repeats, in first-seen order, as YAML `kinds: [{group, version,
+resource, kind}]`. A kind in the table takes the table's resource (as the policy loader does); any
+other needs `resource:` in the policy.
+*/}}
+{{- define "kaptain-warden.governedKinds" -}}
+{{- $table := .Files.Get "files/kinds.yaml" | fromYamlArray -}}
+{{- $kinds := list -}}
+{{- $seen := dict -}}
+{{- range $i, $rule := .Values.policy.rules -}}
+{{- range $rule.match.kinds -}}
+{{- $kind := . -}}
+{{- $resource := "" -}}
+{{- range $table -}}
+{{- if and (eq .apiVersion $kind.apiVersion) (eq .kind $kind.kind) -}}
+{{- $resource = .resource -}}
+{{- end -}}
+{{- end -}}
+{{- if not $resource -}}
+{{- $resource = $kind.resource | default "" -}}
+{{- end -}}
+{{- if not $resource -}}
+{{- fail (printf "policy.rules[%d] (id %q): %s %s is not a kind kaptain-warden knows; add `resource:` (its plural, e.g. configmaps)" $i $rule.id $kind.apiVersion $kind.kind) -}}
+{{- end -}}
+{{- $group := "" -}}
+{{- $version := $kind.apiVersion -}}
+{{- if contains "/" $kind.apiVersion -}}
+{{- $parts := split "/" $kind.apiVersion -}}
+{{- $group = $parts._0 -}}
+{{- $version = $parts._1 -}}
+{{- end -}}
+{{- $key := printf "%s/%s" $kind.apiVersion $kind.kind -}}
+{{- if not (hasKey $seen $key) -}}
+{{- $_ := set $seen $key true -}}
+{{- $kinds = append $kinds (dict "group" $group "version" $version "resource" $resource "kind" $kind.kind) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "kinds" $kinds) -}}
+{{- end -}}
+
+{{/*
+Admission rules: one per API group/version, resources sorted, groups/versions sorted as
+webhook_rules() sorts its (group, version) tuples: the key joins them with a space, which sorts
+below every character a group or version may hold. Call with (dict "ctx" $ "operations" list).
+*/}}
+{{- define "kaptain-warden.webhookRules" -}}
+{{- $kinds := (include "kaptain-warden.governedKinds" .ctx | fromYaml).kinds -}}
+{{- $byGroupVersion := dict -}}
+{{- range $kinds -}}
+{{- $key := printf "%s %s" .group .version -}}
+{{- $_ := set $byGroupVersion $key (append (get $byGroupVersion $key | default list) .resource) -}}
+{{- end -}}
+{{- $rules := list -}}
+{{- range $key := keys $byGroupVersion | sortAlpha -}}
+{{- $parts := splitList " " $key -}}
+{{- $resources := get $byGroupVersion $key | uniq | sortAlpha -}}
+{{- $rules = append $rules (dict "apiGroups" (list (index $parts 0)) "apiVersions" (list (index $parts 1)) "operations" $.operations "resources" $resources "scope" "Namespaced") -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
+
+{{/* Namespaces the webhooks never intercept: the configured ones, kube-system, the release's. */}}
+{{- define "kaptain-warden.namespaceSelector" -}}
+{{- $excluded := concat (.Values.policy.settings.excludedNamespaces | default list) (list "kube-system" .Release.Namespace) | uniq | sortAlpha -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- toYaml $excluded | nindent 6 }}
+{{- end -}}
+
+{{/*
+RBAC rules over the governed kinds: one rule per API group, resources sorted.
+Call with (dict "ctx" $ "verbs" list "skip" list-of-"group/resource").
+*/}}
+{{- define "kaptain-warden.governedRules" -}}
+{{- $kinds := (include "kaptain-warden.governedKinds" .ctx | fromYaml).kinds -}}
+{{- $byGroup := dict -}}
+{{- range $kinds -}}
+{{- if not (has (printf "%s/%s" .group .resource) ($.skip | default list)) -}}
+{{- $_ := set $byGroup .group (append (get $byGroup .group | default list) .resource) -}}
+{{- end -}}
+{{- end -}}
+{{- $rules := list -}}
+{{- range $group := keys $byGroup | sortAlpha -}}
+{{- $rules = append $rules (dict "apiGroups" (list $group) "resources" (get $byGroup $group | uniq | sortAlpha) "verbs" $.verbs) -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
+
+{{/*
+The sweeper's ClusterRole rules: the same as kaptain_warden.install.rbac.sweeper_cluster_rules
+(tests compare them). Verbs are collected per (group, resource), then rules are grouped per API
+group and per verb set, sorted; a space joins keys because it sorts below every letter.
+*/}}
+{{- define "kaptain-warden.sweeperRules" -}}
+{{- $kinds := (include "kaptain-warden.governedKinds" . | fromYaml).kinds -}}
+{{- $backfill := .Values.sweeper.backfill -}}
+{{- $verbs := dict -}}
+{{- $hasRevisions := false -}}
+{{- $hasSecrets := false -}}
+{{- range $kinds -}}
+{{- $key := printf "%s %s" .group .resource -}}
+{{- $add := list "list" "delete" -}}
+{{- if $backfill -}}{{- $add = concat $add (list "get" "patch") -}}{{- end -}}
+{{- $_ := set $verbs $key (concat (get $verbs $key | default list) $add) -}}
+{{- if and (eq .group "serving.knative.dev") (eq .kind "Revision") -}}{{- $hasRevisions = true -}}{{- end -}}
+{{- if and (eq .group "") (eq .kind "Secret") -}}{{- $hasSecrets = true -}}{{- end -}}
+{{- end -}}
+{{- if $hasRevisions -}}
+{{- /* The latest ready revision and the InferenceService status components protect revisions. */ -}}
+{{- range list "serving.knative.dev configurations" "serving.kserve.io inferenceservices" "serving.kubeflow.org inferenceservices" -}}
+{{- $_ := set $verbs . (append (get $verbs . | default list) "get") -}}
+{{- end -}}
+{{- end -}}
+{{- if $hasSecrets -}}
+{{- /* A Secret a live workload still references is never deleted. */ -}}
+{{- range (.Files.Get "files/secret-holders.yaml" | fromYamlArray) -}}
+{{- $group := "" -}}
+{{- if contains "/" .apiVersion -}}{{- $group = (split "/" .apiVersion)._0 -}}{{- end -}}
+{{- $key := printf "%s %s" $group .resource -}}
+{{- $_ := set $verbs $key (append (get $verbs $key | default list) "list") -}}
+{{- end -}}
+{{- end -}}
+{{- $selectsNamespaces := false -}}
+{{- range .Values.policy.rules -}}
+{{- if .match.namespaceSelector -}}{{- $selectsNamespaces = true -}}{{- end -}}
+{{- end -}}
+{{- if and $backfill $selectsNamespaces -}}
+{{- $_ := set $verbs " namespaces" (append (get $verbs " namespaces" | default list) "get") -}}
+{{- end -}}
+{{- $_ := set $verbs "events.k8s.io events" (list "create") -}}
+{{- $byGroup := dict -}}
+{{- range $key, $list := $verbs -}}
+{{- $parts := splitList " " $key -}}
+{{- $group := index $parts 0 -}}
+{{- $verbSet := $list | uniq | sortAlpha | join " " -}}
+{{- $sets := get $byGroup $group | default dict -}}
+{{- $_ := set $sets $verbSet (append (get $sets $verbSet | default list) (index $parts 1)) -}}
+{{- $_ = set $byGroup $group $sets -}}
+{{- end -}}
+{{- $rules := list -}}
+{{- range $group := keys $byGroup | sortAlpha -}}
+{{- $sets := get $byGroup $group -}}
+{{- range $verbSet := keys $sets | sortAlpha -}}
+{{- $rules = append $rules (dict "apiGroups" (list $group) "resources" (get $sets $verbSet | sortAlpha) "verbs" (splitList " " $verbSet)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
