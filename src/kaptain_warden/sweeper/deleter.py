@@ -1,0 +1,266 @@
+"""Safe deletion: uid precondition, explicit propagation, a budget, a log line and an Event each."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kaptain_warden.kube.client import resource_path
+from kaptain_warden.policies.expiry import Cause
+from kaptain_warden.policies.kinds import KnownKind
+from kaptain_warden.policies.model import PropagationPolicy
+from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
+from kaptain_warden.sweeper.metrics import SweeperMetrics
+from kaptain_warden.sweeper.report import Outcome, ReportEntry
+
+__all__ = ["Candidate", "Deleter", "DeletionSummary", "is_transient", "run_deletions"]
+
+logger = logging.getLogger(__name__)
+
+REPORTING_CONTROLLER = "warden.kaptain.io/sweeper"
+_EVENT_REASONS: dict[Cause | None, str] = {
+    "ttl": "Expired",
+    "ttl-after-finished": "ExpiredAfterFinished",
+    "retention": "RevisionRetention",
+    None: "Expired",
+}
+# Statuses worth retrying later: the API server is overloaded or unwell (429, 5xx).
+_RETRY_LATER = frozenset({429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that say "not now" (429, 5xx, timeouts, connection errors).
+
+    After one of these the cycle stops deleting and the next cycle retries: backing off
+    instead of hammering a struggling API server. Other errors (403, 422) concern one object.
+    """
+    status = error_status(exc)
+    return status is None or status in _RETRY_LATER
+
+
+@dataclass
+class Candidate:
+    """An object decided `delete`: its report entry, its kind, and which clock sent it."""
+
+    entry: ReportEntry
+    kind: KnownKind
+    cause: Cause | None
+
+
+@dataclass(frozen=True)
+class DeletionSummary:
+    """What the delete phase did, and why it stopped early (None when it did not)."""
+
+    attempted: int
+    deleted: int
+    errors: int
+    stopped: str | None
+
+
+class Deleter:
+    """Deletes (or, in dry run, reports) one object at a time; thread-safe."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        propagation_policy: PropagationPolicy,
+        dry_run: bool,
+        reporting_instance: str,
+        metrics: SweeperMetrics | None = None,
+    ) -> None:
+        self._api = api
+        self._propagation = propagation_policy
+        self._dry_run = dry_run
+        self._instance = reporting_instance[:128]
+        self._metrics = metrics
+
+    def delete(self, candidate: Candidate) -> bool:
+        """Delete one object and record the outcome on its entry; True when it was transient.
+
+        Never raises for an API error: 404 (already gone) and 409 (the uid precondition
+        failed: the name now belongs to a new object) are expected outcomes.
+        """
+        entry, kind = candidate.entry, candidate.kind
+        fields = _log_fields(entry) | {
+            "propagationPolicy": self._propagation,
+            "dryRun": self._dry_run,
+        }
+        if self._dry_run:
+            entry.outcome = "would-delete"
+            logger.info(
+                "DRY RUN, NOT DELETED: would delete %s %s/%s (%s)",
+                entry.kind,
+                entry.namespace,
+                entry.name,
+                entry.reason,
+                extra=fields | {"outcome": entry.outcome},
+            )
+            return False
+        path = resource_path(
+            group=kind.group,
+            version=kind.version,
+            resource=kind.resource,
+            namespace=entry.namespace,
+            name=entry.name,
+        )
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            # Background unless configured: the API's default for batch/v1 Jobs orphans their
+            # Pods (KUBERNETES-FACTS.md). The uid precondition makes the API server refuse
+            # with 409 when the name now belongs to an object we never decided about.
+            "propagationPolicy": self._propagation,
+            "preconditions": {"uid": entry.uid},
+        }
+        transient = False
+        try:
+            self._api.request("DELETE", path, body=body)
+        except API_ERRORS as exc:
+            status = error_status(exc)
+            outcome: Outcome
+            if status == 404:
+                outcome, entry.detail = "gone", "already deleted"
+            elif status == 409:
+                outcome, entry.detail = "conflict", "uid precondition failed: recreated"
+            else:
+                outcome, entry.detail = "error", describe_error(exc)
+                transient = is_transient(exc)
+            entry.outcome = outcome
+            level = logging.WARNING if outcome == "error" else logging.INFO
+            logger.log(
+                level,
+                "not deleted %s %s/%s: %s",
+                entry.kind,
+                entry.namespace,
+                entry.name,
+                entry.detail,
+                extra=fields | {"outcome": outcome, "error": entry.detail},
+            )
+            if self._metrics is not None and outcome == "error":
+                self._metrics.delete_errors.labels(
+                    group=kind.group, kind=kind.kind, status=str(status or "connection")
+                ).inc()
+            return transient
+        entry.outcome = "deleted"
+        logger.info(
+            "deleted %s %s/%s (%s)",
+            entry.kind,
+            entry.namespace,
+            entry.name,
+            entry.reason,
+            extra=fields | {"outcome": "deleted"},
+        )
+        if self._metrics is not None:
+            self._metrics.deleted.labels(
+                group=kind.group, kind=kind.kind, rule=entry.rule or ""
+            ).inc()
+        self._record_event(candidate)
+        return False
+
+    def _record_event(self, candidate: Candidate) -> None:
+        """An events.k8s.io/v1 Event on the object's namespace; a failure is only logged."""
+        entry = candidate.entry
+        now = datetime.now(UTC)
+        event: dict[str, Any] = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            # Named like client-go's recorder names them: <object>.<unix nanoseconds, hex>.
+            "metadata": {
+                "name": f"{entry.name[:230]}.{time.time_ns():x}",
+                "namespace": entry.namespace,
+            },
+            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self._instance,
+            "action": "Delete",
+            "reason": _EVENT_REASONS[candidate.cause],
+            "type": "Normal",
+            "regarding": {
+                "apiVersion": entry.api_version,
+                "kind": entry.kind,
+                "namespace": entry.namespace,
+                "name": entry.name,
+                "uid": entry.uid,
+            },
+            "note": f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
+            f"{entry.owner}): {entry.reason}"[:1024],
+        }
+        path = resource_path(
+            group="events.k8s.io", version="v1", resource="events", namespace=entry.namespace
+        )
+        try:
+            self._api.request("POST", path, body=event)
+        except API_ERRORS as exc:
+            logger.warning(
+                "could not record the deletion as an Event: %s",
+                describe_error(exc),
+                extra=_log_fields(entry),
+            )
+
+
+def run_deletions(
+    deleter: Deleter,
+    candidates: Sequence[Candidate],
+    *,
+    budget: int,
+    batch_size: int = 50,
+    workers: int = 8,
+    guard: Callable[[], str | None] | None = None,
+) -> DeletionSummary:
+    """Delete `candidates` in order, in batches, within `budget` deletions this cycle.
+
+    Before each batch `guard` may stop the phase (it returns why, e.g. the lease is no longer
+    ours). A transient API error stops the phase after its batch: the next cycle retries.
+    Candidates not reached are marked `not-attempted`.
+    """
+    attempted = 0
+    stopped: str | None = None
+    position = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="delete") as pool:
+        while position < len(candidates):
+            if attempted >= budget:
+                stopped = (
+                    f"delete budget of {budget} per cycle spent; "
+                    f"{len(candidates) - position} left for the next cycle"
+                )
+                break
+            if guard is not None:
+                stopped = guard()
+                if stopped is not None:
+                    break
+            batch = candidates[position : position + min(batch_size, budget - attempted)]
+            position += len(batch)
+            attempted += len(batch)
+            transient = list(pool.map(deleter.delete, batch))
+            if any(transient):
+                stopped = "API server errors; backing off until the next cycle"
+                break
+    for candidate in candidates[position:]:
+        candidate.entry.outcome = "not-attempted"
+        if stopped:
+            candidate.entry.detail = stopped
+    if stopped:
+        logger.warning("delete phase stopped: %s", stopped, extra={"attempted": attempted})
+    deleted = sum(1 for c in candidates if c.entry.outcome == "deleted")
+    errors = sum(1 for c in candidates if c.entry.outcome == "error")
+    return DeletionSummary(attempted=attempted, deleted=deleted, errors=errors, stopped=stopped)
+
+
+def _log_fields(entry: ReportEntry) -> dict[str, Any]:
+    # `object`, not `name`: extra keys must not collide with LogRecord attributes.
+    return {
+        "apiVersion": entry.api_version,
+        "kind": entry.kind,
+        "namespace": entry.namespace,
+        "object": entry.name,
+        "uid": entry.uid,
+        "rule": entry.rule,
+        "owner": entry.owner,
+        "reason": entry.reason,
+    }

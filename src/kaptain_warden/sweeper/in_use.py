@@ -1,0 +1,76 @@
+"""Which live workloads hold which Secrets, read per namespace before any Secret is deleted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kaptain_warden.policies.secret_refs import HOLDER_KINDS, secret_references
+from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
+from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
+
+__all__ = ["SecretHolders", "find_secret_holders"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SecretHolders:
+    """Holders by namespace and Secret name, and the namespaces that could not be read."""
+
+    holders: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # namespace -> why its workloads could not be read (its Secrets are then kept).
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def of(self, namespace: str, secret: str) -> list[str]:
+        """`Kind/name` of every live holder of `secret` in `namespace`."""
+        return self.holders.get(namespace, {}).get(secret, [])
+
+
+def find_secret_holders(
+    api: KubeApi, *, namespaces: Iterable[str], page_size: int = 500
+) -> SecretHolders:
+    """List each namespace's pods, pod templates and ServiceAccounts, and index their Secrets.
+
+    Only the namespaces that have a Secret to delete are read. A kind the API server does not
+    serve (no training-operator CRDs, say) holds nothing; any other error marks the namespace
+    unreadable, and the caller keeps its Secrets (never delete on doubt).
+    """
+    result = SecretHolders()
+    for namespace in sorted(set(namespaces)):
+        index: dict[str, list[str]] = {}
+        for holder in HOLDER_KINDS:
+            request = ListRequest(
+                api_version=holder.api_version,
+                kind=holder.kind,
+                resource=holder.resource,
+                namespaces=(namespace,),
+                metadata_only=False,
+                keep=("spec", "status", "secrets", "imagePullSecrets"),
+                page_size=page_size,
+            )
+            try:
+                objects = list_all(api, request)
+            except KindNotServedError:
+                continue
+            except API_ERRORS as exc:
+                result.unreadable[namespace] = (
+                    f"could not list {holder.resource} in {namespace}: {describe_error(exc)}"
+                )
+                logger.warning(
+                    "cannot tell which Secrets are in use; keeping this namespace's Secrets",
+                    extra={
+                        "namespace": namespace,
+                        "resource": holder.resource,
+                        "error": describe_error(exc),
+                    },
+                )
+                break
+            for obj in objects:
+                holder_name = f"{holder.kind}/{obj['metadata'].get('name', '')}"
+                for secret in sorted(secret_references(obj, holder)):
+                    index.setdefault(secret, []).append(holder_name)
+        else:
+            result.holders[namespace] = index
+    return result

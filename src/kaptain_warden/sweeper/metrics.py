@@ -1,0 +1,164 @@
+"""Prometheus metrics of the sweeper, and a tiny HTTP server for `/metrics` and `/healthz`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["Heartbeat", "MetricsServer", "SweeperMetrics"]
+
+logger = logging.getLogger(__name__)
+
+_PREFIX = "kaptain_warden_sweeper"
+
+
+class SweeperMetrics:
+    """Every sweeper metric, in its own registry (so tests and two instances don't collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.seen = Gauge(
+            f"{_PREFIX}_objects_seen",
+            "Managed objects listed in the last completed pass.",
+            ["group", "kind", "rule"],
+            registry=r,
+        )
+        self.expired = Gauge(
+            f"{_PREFIX}_objects_expired",
+            "Objects decided `delete` in the last completed pass (before the budget).",
+            ["group", "kind", "rule"],
+            registry=r,
+        )
+        self.deleted = Counter(
+            f"{_PREFIX}_objects_deleted",
+            "Objects the API server accepted a delete for.",
+            ["group", "kind", "rule"],
+            registry=r,
+        )
+        self.delete_errors = Counter(
+            f"{_PREFIX}_delete_errors",
+            "Deletes that failed (not counting 404 and 409, which are expected).",
+            ["group", "kind", "status"],
+            registry=r,
+        )
+        self.cycles = Counter(
+            f"{_PREFIX}_cycles",
+            "Passes by result: ok, incomplete (some kind or delete failed), skipped (not leader).",
+            ["result"],
+            registry=r,
+        )
+        self.cycle_duration = Histogram(
+            f"{_PREFIX}_cycle_duration_seconds",
+            "Duration of a pass.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            f"{_PREFIX}_last_success_timestamp_seconds",
+            "Unix time at which the last complete pass ended.",
+            registry=r,
+        )
+        self.leader = Gauge(
+            f"{_PREFIX}_leader",
+            "1 while this replica holds the sweeper Lease (or leader election is off), else 0.",
+            registry=r,
+        )
+        self.budget_exhausted = Counter(
+            f"{_PREFIX}_budget_exhausted",
+            "Passes stopped by the per-cycle delete budget.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """`GET /metrics` and `GET /healthz` on a daemon thread.
+
+    `/healthz` answers 200 while `healthy()` holds (the loop is making progress) and 503
+    otherwise, so a stuck sweeper is restarted by its liveness probe.
+    """
+
+    def __init__(
+        self,
+        metrics: SweeperMetrics,
+        *,
+        address: str,
+        port: int,
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
+        render, check = metrics.render, healthy
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/metrics":
+                    self._answer(200, render(), CONTENT_TYPE_LATEST)
+                elif self.path.split("?")[0] == "/healthz":
+                    ok = check()
+                    self._answer(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+                else:
+                    self._answer(404, b"not found\n")
+
+            def _answer(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes every few seconds are not worth a log line
+
+        self._server = ThreadingHTTPServer((address, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 asked for any free one)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        """Serve in the background."""
+        self._thread.start()
+        logger.info("serving /metrics and /healthz", extra={"port": self.port})
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Heartbeat:
+    """Healthy while the loop has beaten within `allowance` seconds (monotonic clock)."""
+
+    def __init__(self, allowance: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._allowance = allowance
+        self._clock = clock
+        self._last = clock()
+
+    def beat(self) -> None:
+        """The loop made progress."""
+        self._last = self._clock()
+
+    def healthy(self) -> bool:
+        """True while the last beat is recent enough."""
+        return self._clock() - self._last <= self._allowance

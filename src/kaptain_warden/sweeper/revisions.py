@@ -1,0 +1,154 @@
+"""Revision retention on the cluster: read Configurations and InferenceServices, then plan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from kaptain_warden.kube.client import resource_path
+from kaptain_warden.policies.expiry import RevisionHold
+from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, PARENT_LABELS
+from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.retention import (
+    RetentionSettings,
+    RevisionVerdict,
+    group_by_configuration,
+    inference_service_revisions,
+    plan_revision_retention,
+)
+from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
+
+__all__ = ["RevisionPlan", "plan_revisions"]
+
+logger = logging.getLogger(__name__)
+
+#: (namespace, name) -> the retention answer for that Revision.
+RevisionPlan = dict[tuple[str, str], RevisionVerdict | RevisionHold]
+
+# A rule without `retention` still never deletes a revision Knative protects: its TTL is
+# checked against this "collect nothing" plan, which only reports the protections.
+_NO_RETENTION = RetentionSettings(None, None, None, None)
+# InferenceService labels on revisions, with the API version of the InferenceService.
+_ISVC_LABELS = tuple(
+    (label, api_version) for label, api_version, kind in PARENT_LABELS if kind == "InferenceService"
+)
+
+
+class _UnreadableError(Exception):
+    """A Configuration or InferenceService could not be read; the message says which and why."""
+
+
+def plan_revisions(
+    api: KubeApi, *, revisions: Sequence[Mapping[str, Any]], policy: Policy, now: datetime
+) -> RevisionPlan:
+    """Plan retention for listed managed Revisions, per Configuration and per rule.
+
+    Protected names are the Configuration's `status.latestReadyRevisionName` and the
+    revisions each labelled InferenceService's status names (both API groups). When the
+    Configuration or an InferenceService cannot be read, every revision of that
+    Configuration is held (never delete on doubt); an InferenceService that does not exist
+    protects nothing. Revisions without a Configuration label are held too.
+    """
+    plan: RevisionPlan = {}
+    rule_key = policy.keys.rule
+    groups = group_by_configuration(revisions)
+    grouped = {_key(r) for members in groups.values() for r in members}
+    for revision in revisions:
+        if _key(revision) not in grouped:
+            plan[_key(revision)] = RevisionHold(
+                f"no {KNATIVE_CONFIGURATION_LABEL} label: it belongs to no Configuration"
+            )
+
+    isvc_cache: dict[tuple[str, str, str], frozenset[str]] = {}
+    for (namespace, configuration), members in groups.items():
+        try:
+            latest_ready = _latest_ready(api, namespace, configuration)
+            protected: set[str] = set()
+            for label, api_version in _ISVC_LABELS:
+                for name in sorted({_labels(r).get(label, "") for r in members} - {""}):
+                    key = (namespace, api_version, name)
+                    if key not in isvc_cache:
+                        isvc_cache[key] = _isvc_revisions(api, namespace, api_version, name)
+                    protected |= isvc_cache[key]
+        except _UnreadableError as exc:
+            logger.warning(
+                "keeping every revision of a configuration: %s",
+                exc,
+                extra={"namespace": namespace, "configuration": configuration},
+            )
+            for revision in members:
+                plan[_key(revision)] = RevisionHold(str(exc))
+            continue
+
+        by_rule: dict[str, list[Mapping[str, Any]]] = {}
+        for revision in members:
+            by_rule.setdefault(_labels(revision).get(rule_key, ""), []).append(revision)
+        for rule_id, subgroup in by_rule.items():
+            rule = policy.rule_by_id(rule_id) if rule_id else None
+            if rule is None:
+                continue  # `decide` keeps revisions whose rule is unknown
+            verdicts = plan_revision_retention(
+                revisions=subgroup,
+                latest_ready_revision=latest_ready,
+                protected_names=protected,
+                settings=rule.retention or _NO_RETENTION,
+                now=now,
+            )
+            for revision, verdict in zip(subgroup, verdicts, strict=True):
+                plan[_key(revision)] = verdict
+    return plan
+
+
+def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
+    path = resource_path(
+        group="serving.knative.dev",
+        version="v1",
+        resource="configurations",
+        namespace=namespace,
+        name=name,
+    )
+    try:
+        configuration = api.get(path)
+    except API_ERRORS as exc:
+        raise _UnreadableError(
+            f"configuration {name} could not be read ({describe_error(exc)})"
+        ) from exc
+    status = configuration.get("status") if isinstance(configuration, Mapping) else None
+    latest = status.get("latestReadyRevisionName") if isinstance(status, Mapping) else None
+    return latest if isinstance(latest, str) and latest else None
+
+
+def _isvc_revisions(api: KubeApi, namespace: str, api_version: str, name: str) -> frozenset[str]:
+    group, _, version = api_version.rpartition("/")
+    path = resource_path(
+        group=group, version=version, resource="inferenceservices", namespace=namespace, name=name
+    )
+    try:
+        isvc = api.get(path)
+    except ApiException as exc:
+        if exc.status == 404:
+            return frozenset()  # gone, or that API group is not installed: nothing to protect
+        raise _UnreadableError(
+            f"InferenceService {name} ({group}) could not be read ({describe_error(exc)})"
+        ) from exc
+    except API_ERRORS as exc:
+        raise _UnreadableError(
+            f"InferenceService {name} ({group}) could not be read ({describe_error(exc)})"
+        ) from exc
+    return inference_service_revisions(isvc) if isinstance(isvc, Mapping) else frozenset()
+
+
+def _key(revision: Mapping[str, Any]) -> tuple[str, str]:
+    meta = revision.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def _labels(revision: Mapping[str, Any]) -> Mapping[str, str]:
+    meta = revision.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}

@@ -1,0 +1,340 @@
+"""Tier 1: the sweeper's parts against a scripted API: paging, 410, budget, guard, outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from kaptain_warden.policies.kinds import known_kind
+from kaptain_warden.sweeper.deleter import Candidate, Deleter, is_transient, run_deletions
+from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
+from kaptain_warden.sweeper.metrics import SweeperMetrics
+from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+SECRET = known_kind("v1", "Secret")
+assert SECRET is not None
+
+
+def api_error(status: int, message: str = "") -> ApiException:
+    exc = ApiException(status=status, reason="Reason")
+    exc.body = orjson.dumps({"message": message}).decode() if message else None
+    return exc
+
+
+class ScriptedApi:
+    """Answers requests from a function; records every call."""
+
+    def __init__(self, answer: Callable[[str, str, dict[str, Any]], Any]) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        self.calls.append((method, path, kw))
+        return self.answer(method, path, kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+
+def page(names: list[str], token: str = "") -> dict[str, Any]:
+    return {
+        "metadata": {"continue": token} if token else {},
+        "items": [
+            {
+                "metadata": {"name": n, "namespace": "ns", "managedFields": [{"x": 1}]},
+                "data": {"password": "c2VjcmV0"},
+                "status": {"phase": "x"},
+            }
+            for n in names
+        ],
+    }
+
+
+REQUEST = ListRequest(api_version="v1", kind="Secret", resource="secrets", label_selector="a=b")
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+
+def test_lists_page_by_page_and_keeps_only_metadata():
+    pages = {"": page(["a", "b"], "t1"), "t1": page(["c"])}
+
+    def answer(method, path, kw):
+        query = dict(kw["query"])
+        assert query["labelSelector"] == "a=b"
+        assert query["limit"] == 500
+        assert kw["accept"].startswith("application/json;as=PartialObjectMetadataList")
+        return pages[query.get("continue", "")]
+
+    api = ScriptedApi(answer)
+    items = list_all(api, REQUEST)  # type: ignore[arg-type]
+    assert [i["metadata"]["name"] for i in items] == ["a", "b", "c"]
+    assert len(api.calls) == 2
+    assert items[0] == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "a", "namespace": "ns"},
+    }
+
+
+def test_an_expired_continue_token_restarts_the_list_from_scratch():
+    calls = {"n": 0}
+
+    def answer(method, path, kw):
+        calls["n"] += 1
+        token = dict(kw["query"]).get("continue")
+        if token == "t1" and calls["n"] == 2:
+            raise api_error(410, "The provided continue parameter is too old")
+        return page(["a"], "t1") if not token else page(["b"])
+
+    items = list_all(ScriptedApi(answer), REQUEST)  # type: ignore[arg-type]
+    # The first page is not counted twice: the partial list was discarded.
+    assert [i["metadata"]["name"] for i in items] == ["a", "b"]
+    assert calls["n"] == 4
+
+
+def test_a_list_that_keeps_expiring_gives_up():
+    def answer(method, path, kw):
+        if dict(kw["query"]).get("continue"):
+            raise api_error(410)
+        return page(["a"], "t1")
+
+    with pytest.raises(ApiException) as raised:
+        list_all(ScriptedApi(answer), REQUEST)  # type: ignore[arg-type]
+    assert raised.value.status == 410
+
+
+def test_a_missing_resource_is_not_served():
+    def answer(method, path, kw):
+        raise api_error(404, "the server could not find the requested resource")
+
+    with pytest.raises(KindNotServedError):
+        list_all(ScriptedApi(answer), REQUEST)  # type: ignore[arg-type]
+
+
+def test_excluded_namespaces_are_filtered_by_the_server_and_again_here():
+    def answer(method, path, kw):
+        assert dict(kw["query"])["fieldSelector"] == (
+            "type=Opaque,metadata.namespace!=kube-system,metadata.namespace!=warden"
+        )
+        items = page(["a"])
+        items["items"].append({"metadata": {"name": "sneaky", "namespace": "kube-system"}})
+        return items
+
+    request = ListRequest(
+        api_version="v1",
+        kind="Secret",
+        resource="secrets",
+        field_selector="type=Opaque",
+        excluded_namespaces=frozenset({"kube-system", "warden"}),
+    )
+    items = list_all(ScriptedApi(answer), request)  # type: ignore[arg-type]
+    assert [i["metadata"]["name"] for i in items] == ["a"]
+
+
+def test_named_namespaces_are_listed_one_by_one_except_excluded_ones():
+    paths = []
+
+    def answer(method, path, kw):
+        paths.append(path)
+        assert "fieldSelector" not in dict(kw["query"])
+        return page([])
+
+    request = ListRequest(
+        api_version="batch/v1",
+        kind="Job",
+        resource="jobs",
+        namespaces=("a", "kube-system", "b"),
+        excluded_namespaces=frozenset({"kube-system"}),
+        metadata_only=False,
+        keep=("status",),
+    )
+    list_all(ScriptedApi(answer), request)  # type: ignore[arg-type]
+    assert paths == ["/apis/batch/v1/namespaces/a/jobs", "/apis/batch/v1/namespaces/b/jobs"]
+
+
+# -- deletion --------------------------------------------------------------------------------
+
+
+def entry(name: str, uid: str = "") -> ReportEntry:
+    return ReportEntry(
+        api_version="v1",
+        kind="Secret",
+        namespace="ns",
+        name=name,
+        uid=uid or f"uid-{name}",
+        rule="r",
+        owner="alice",
+        action="delete",
+        reason="expired",
+        expires_at=NOW,
+    )
+
+
+def candidates(n: int) -> list[Candidate]:
+    return [Candidate(entry=entry(f"s{i}"), kind=SECRET, cause="ttl") for i in range(n)]
+
+
+def deleter(api: ScriptedApi, *, dry_run: bool = False, metrics=None) -> Deleter:
+    return Deleter(
+        api,  # type: ignore[arg-type]
+        propagation_policy="Background",
+        dry_run=dry_run,
+        reporting_instance="test",
+        metrics=metrics,
+    )
+
+
+def test_every_delete_carries_the_uid_and_the_propagation_policy_and_records_an_event():
+    api = ScriptedApi(lambda m, p, kw: {})
+    summary = run_deletions(deleter(api), candidates(1), budget=10)
+    assert summary.deleted == 1
+    (method, path, kw), (event_method, event_path, event) = api.calls
+    assert (method, path) == ("DELETE", "/api/v1/namespaces/ns/secrets/s0")
+    assert kw["body"]["preconditions"] == {"uid": "uid-s0"}
+    assert kw["body"]["propagationPolicy"] == "Background"
+    assert (event_method, event_path) == ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events")
+    assert event["body"]["regarding"]["uid"] == "uid-s0"
+    assert event["body"]["reason"] == "Expired"
+
+
+def test_dry_run_sends_nothing():
+    api = ScriptedApi(lambda m, p, kw: pytest.fail("a dry run sent a request"))
+    items = candidates(3)
+    summary = run_deletions(deleter(api, dry_run=True), items, budget=10)
+    assert summary.deleted == 0
+    assert [c.entry.outcome for c in items] == ["would-delete"] * 3
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "counted"),
+    [(404, "gone", False), (409, "conflict", False), (403, "error", True)],
+)
+def test_expected_and_unexpected_refusals(status, outcome, counted):
+    def answer(method, path, kw):
+        if method == "DELETE":
+            raise api_error(status)
+        return {}
+
+    metrics = SweeperMetrics()
+    items = candidates(2)
+    summary = run_deletions(deleter(ScriptedApi(answer), metrics=metrics), items, budget=10)
+    assert [c.entry.outcome for c in items] == [outcome, outcome]
+    # A 403 concerns one object: the others are still tried.
+    assert summary.stopped is None
+    errors = metrics.registry.get_sample_value(
+        "kaptain_warden_sweeper_delete_errors_total",
+        {"group": "", "kind": "Secret", "status": "403"},
+    )
+    assert (errors or 0) == (2 if counted else 0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [api_error(429), api_error(503), urllib3.exceptions.MaxRetryError(None, "/", None)],
+)
+def test_a_struggling_api_server_stops_the_phase_until_next_cycle(error):
+    def answer(method, path, kw):
+        if method == "DELETE":
+            raise error
+        return {}
+
+    items = candidates(120)
+    summary = run_deletions(deleter(ScriptedApi(answer)), items, budget=500, batch_size=50)
+    assert summary.stopped is not None and "backing off" in summary.stopped
+    assert summary.attempted == 50
+    assert [c.entry.outcome for c in items[50:]] == ["not-attempted"] * 70
+
+
+def test_the_budget_stops_the_cycle_and_says_so():
+    api = ScriptedApi(lambda m, p, kw: {})
+    items = candidates(7)
+    summary = run_deletions(deleter(api), items, budget=5, batch_size=2)
+    assert (summary.attempted, summary.deleted) == (5, 5)
+    assert summary.stopped is not None and "budget of 5" in summary.stopped
+    assert "2 left" in summary.stopped
+    assert [c.entry.outcome for c in items[5:]] == ["not-attempted"] * 2
+
+
+def test_the_guard_is_asked_before_each_batch():
+    api = ScriptedApi(lambda m, p, kw: {})
+    answers = iter([None, None, "Lease held by other"])
+    items = candidates(10)
+    summary = run_deletions(
+        deleter(api), items, budget=100, batch_size=3, guard=lambda: next(answers)
+    )
+    assert summary.deleted == 6
+    assert summary.stopped == "Lease held by other"
+    assert {c.entry.outcome for c in items[6:]} == {"not-attempted"}
+
+
+def test_a_failed_event_does_not_fail_the_deletion():
+    def answer(method, path, kw):
+        if method == "POST":
+            raise api_error(403)
+        return {}
+
+    items = candidates(1)
+    assert run_deletions(deleter(ScriptedApi(answer)), items, budget=1).deleted == 1
+    assert items[0].entry.outcome == "deleted"
+
+
+def test_transient_means_not_now():
+    assert is_transient(api_error(500))
+    assert is_transient(OSError("connection refused"))
+    assert not is_transient(api_error(403))
+    assert not is_transient(api_error(422))
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def test_the_json_report_keeps_its_contract():
+    kept = entry("a")
+    kept.action, kept.expires_at = "keep", None
+    done = entry("b")
+    done.outcome = "deleted"
+    document = orjson.loads(render_json([kept, done], evaluated_at=NOW))
+    assert isinstance(document, list)
+    for item in document:
+        assert {
+            "apiVersion",
+            "kind",
+            "namespace",
+            "name",
+            "uid",
+            "rule",
+            "owner",
+            "action",
+            "reason",
+            "expiresAt",
+            "evaluatedAt",
+        } <= item.keys()
+    assert document[0]["expiresAt"] is None
+    assert document[1]["expiresAt"] == "2024-06-01T12:00:00Z"
+    assert document[1]["evaluatedAt"] == "2024-06-01T12:00:00Z"
+    assert "evaluatedAt" not in orjson.loads(render_json([kept]))[0]
+
+
+def test_the_table_has_a_header_and_the_evaluation_time_when_chosen():
+    table = render_table([entry("a")], evaluated_at=NOW).splitlines()
+    assert table[0] == "Evaluated at 2024-06-01T12:00:00Z"
+    assert table[1].split() == [
+        "NAMESPACE",
+        "KIND",
+        "NAME",
+        "RULE",
+        "OWNER",
+        "ACTION",
+        "EXPIRES",
+        "REASON",
+    ]
+    assert table[2].split()[:3] == ["ns", "Secret", "a"]
+    assert render_table([]).splitlines()[-1] == "(no governed objects)"
