@@ -1,0 +1,114 @@
+"""Tier 3: one sweep against the real API server deletes exactly what is due, and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kaptain_warden.kube.client import request_json
+from sweeper_kit import (
+    P,
+    build_world,
+    log_lines,
+    now,
+    policy_for_tests,
+    present,
+    run_cli,
+    sweeper,
+    write_policy,
+)
+
+pytestmark = pytest.mark.e2e
+
+POLICY = policy_for_tests()
+
+
+def test_one_sweep_deletes_exactly_what_is_due(kube_admin, namespace):
+    world = build_world(kube_admin, namespace)
+    report = sweeper(kube_admin, POLICY, namespace).run_once(now=now())
+
+    decided = {(e.kind, e.name): e for e in report.entries}
+    assert {k for k, e in decided.items() if e.action == "delete"} == world["due"]
+    assert {k for k, e in decided.items() if e.outcome == "deleted"} == world["due"]
+    assert report.complete and report.deletion.stopped is None
+    # Look-alikes without managed=true were never even listed.
+    assert not any("lookalike" in name or name.endswith("-false") for _, name in decided)
+
+    remaining = present(kube_admin, namespace, world)
+    assert remaining == world["kept"]
+
+    reasons = {name: e.reason for (_, name), e in decided.items()}
+    assert reasons["used-by-pod"].startswith("kept: in use by Pod/trainer")
+    assert reasons["used-by-sa"].startswith("kept: in use by ServiceAccount/deployer")
+    assert reasons["kept-on-purpose"].startswith(f'annotation {P}/keep="true"')
+    assert "ignored" in reasons["keep-not-allowed"]
+    assert reasons["cfg-00001"] == "protected: named in an InferenceService status"
+    assert reasons["cfg-00004"] == "protected: routingState=active"
+    assert reasons["cfg-00005"].startswith("protected: latest ready revision")
+    assert reasons["cfg-00006"].startswith("protected: annotation serving.knative.dev/no-gc")
+    assert reasons["cfg-00002"].startswith("retention: stale")
+    assert "not finished" in reasons["job-complete-running"]
+
+    # Every deletion is an Event on the object's namespace.
+    events = request_json(
+        kube_admin, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    )
+    regarding = {(e["regarding"]["kind"], e["regarding"]["name"]) for e in events["items"]}
+    assert regarding == world["due"]
+    assert {e["reportingController"] for e in events["items"]} == {"warden.kaptain.io/sweeper"}
+
+    # A second pass finds nothing more to do.
+    again = sweeper(kube_admin, POLICY, namespace).run_once(now=now())
+    assert not again.to_delete
+
+
+def test_dry_run_deletes_nothing_and_reports_the_same_set(
+    kube_admin, control_plane, namespace, tmp_path
+):
+    world = build_world(kube_admin, namespace)
+    policy_file = write_policy(tmp_path / "policy.yaml")
+    kubeconfig = control_plane.kubeconfig_path
+    result = run_cli(
+        "sweep",
+        "--dry-run",
+        "--namespace",
+        namespace,
+        "--policy",
+        str(policy_file),
+        "--output",
+        "json",
+        kubeconfig=kubeconfig,
+    )
+    report = json.loads(result.stdout)
+    assert {(e["kind"], e["name"]) for e in report if e["action"] == "delete"} == world["due"]
+    assert {e["outcome"] for e in report if e["action"] == "delete"} == {"would-delete"}
+    assert present(kube_admin, namespace, world) == world["due"] | world["kept"]
+
+    # Every would-be deletion is a log line that cannot be mistaken for a deletion.
+    lines = log_lines(result.stderr)
+    would = [line for line in lines if line.get("outcome") == "would-delete"]
+    assert {(line["kind"], line["object"]) for line in would} == world["due"]
+    assert all(
+        line["dryRun"] is True and line["msg"].startswith("DRY RUN, NOT DELETED") for line in would
+    )
+    assert not any(line.get("outcome") == "deleted" for line in lines)
+    events = request_json(
+        kube_admin, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    )
+    assert events["items"] == []
+
+    # The same pass for real deletes that very set.
+    real = run_cli(
+        "sweep",
+        "--namespace",
+        namespace,
+        "--policy",
+        str(policy_file),
+        "--output",
+        "json",
+        kubeconfig=kubeconfig,
+    )
+    assert {
+        (e["kind"], e["name"]) for e in json.loads(real.stdout) if e["outcome"] == "deleted"
+    } == (world["due"])
