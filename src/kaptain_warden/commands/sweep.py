@@ -307,17 +307,9 @@ def _prepare(
 
 
 def _sweeper(policy: Policy, settings: SweeperSettings, api: KubeApi, metrics: Any = None) -> Any:
-    from kaptain_warden.kube.parents import ParentOwnerResolver
     from kaptain_warden.sweeper.loop import Sweeper
 
-    resolver = ParentOwnerResolver(api.api_client, keys=policy.keys, budget_seconds=5.0)
-    return Sweeper(
-        api,
-        policy=policy,
-        settings=settings,
-        metrics=metrics,
-        resolve_owner=lambda namespace, obj: resolver.inherited_owner(namespace=namespace, obj=obj),
-    )
+    return Sweeper(api, policy=policy, settings=settings, metrics=metrics)
 
 
 # -- sweep ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.expiry import (
     Decision,
     decide,
@@ -85,7 +86,14 @@ class Sweeper:
         self.policy = policy
         self.settings = settings
         self.metrics = metrics
-        self._resolve_owner = resolve_owner or (lambda namespace, obj: None)
+        if resolve_owner is None:
+            # Backfill asks parents for their owner, like the admission server does.
+            resolver = ParentOwnerResolver(api.api_client, keys=policy.keys, budget_seconds=5.0)
+
+            def resolve_owner(namespace: str, obj: Mapping[str, Any]) -> str | None:
+                return resolver.inherited_owner(namespace=namespace, obj=obj)
+
+        self._resolve_owner = resolve_owner
         self._not_served: set[str] = set()
         self._deleter = Deleter(
             api,
