@@ -23,6 +23,7 @@ from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.timestamps import format_time
 from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
+from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.settings import SweeperSettings
 
 P = "warden.kaptain.io"
@@ -256,12 +257,19 @@ def running(kind: str) -> dict[str, Any]:
     return {"conditions": [{"type": "Running", "status": "True"}]}
 
 
-def sweeper(api_client: k8s.ApiClient, policy: Policy, namespace: str, **settings: Any) -> Sweeper:
+def sweeper(
+    api_client: k8s.ApiClient,
+    policy: Policy,
+    namespace: str,
+    metrics: SweeperMetrics | None = None,
+    **settings: Any,
+) -> Sweeper:
     """An in-process Sweeper confined to `namespace` (other tests' objects are not ours)."""
     return Sweeper(
         KubeApi(api_client, timeout=settings.pop("timeout", 10.0)),
         policy=policy,
         settings=SweeperSettings(namespaces=(namespace,), **settings),
+        metrics=metrics,
     )
 
 

@@ -7,9 +7,13 @@ import json
 import pytest
 
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.sweeper.metrics import SweeperMetrics
 from sweeper_kit import (
+    HOUR,
     P,
+    body,
     build_world,
+    create,
     log_lines,
     now,
     policy_for_tests,
@@ -112,3 +116,19 @@ def test_dry_run_deletes_nothing_and_reports_the_same_set(
     assert {
         (e["kind"], e["name"]) for e in json.loads(real.stdout) if e["outcome"] == "deleted"
     } == (world["due"])
+
+
+def test_a_pass_is_counted_in_metrics(kube_admin, namespace):
+    for name, expires in (("a", now() - HOUR), ("b", now() - HOUR), ("c", now() + HOUR)):
+        create(kube_admin, namespace, body("v1", "Secret", name, expires=expires))
+    metrics = SweeperMetrics()
+    sweeper(kube_admin, POLICY, namespace, metrics).run_once(now=now())
+    value = metrics.registry.get_sample_value
+    labels = {"group": "", "kind": "Secret", "rule": "credentials-secrets"}
+    assert value("kaptain_warden_sweeper_objects_seen", labels) == 3
+    assert value("kaptain_warden_sweeper_objects_expired", labels) == 2
+    assert value("kaptain_warden_sweeper_objects_deleted_total", labels) == 2
+    assert value("kaptain_warden_sweeper_cycles_total", {"result": "ok"}) == 1
+    assert value("kaptain_warden_sweeper_cycle_duration_seconds_count") == 1
+    assert value("kaptain_warden_sweeper_last_success_timestamp_seconds") > 0
+    assert b"kaptain_warden_sweeper_delete_errors_total" in metrics.render()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from kaptain_warden.policies.kinds import known_kind
 from kaptain_warden.sweeper.deleter import Candidate, Deleter, is_transient, run_deletions
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
-from kaptain_warden.sweeper.metrics import SweeperMetrics
+from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -338,3 +340,29 @@ def test_the_table_has_a_header_and_the_evaluation_time_when_chosen():
     ]
     assert table[2].split()[:3] == ["ns", "Secret", "a"]
     assert render_table([]).splitlines()[-1] == "(no governed objects)"
+
+
+# -- metrics and health ----------------------------------------------------------------------
+
+
+def test_metrics_and_healthz_are_served():
+    clock = {"t": 0.0}
+    heartbeat = Heartbeat(allowance=10, clock=lambda: clock["t"])
+    metrics = SweeperMetrics()
+    metrics.leader.set(1)
+    server = MetricsServer(metrics, address="127.0.0.1", port=0, healthy=heartbeat.healthy).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        with urllib.request.urlopen(f"{base}/metrics") as response:
+            assert b"kaptain_warden_sweeper_leader 1.0" in response.read()
+        with urllib.request.urlopen(f"{base}/healthz") as response:
+            assert response.status == 200
+        clock["t"] = 11.0  # the loop stopped beating: a liveness probe should restart it
+        with pytest.raises(urllib.error.HTTPError) as stalled:
+            urllib.request.urlopen(f"{base}/healthz")
+        assert stalled.value.code == 503
+        heartbeat.beat()
+        with urllib.request.urlopen(f"{base}/healthz") as response:
+            assert response.status == 200
+    finally:
+        server.stop()
