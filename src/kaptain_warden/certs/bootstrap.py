@@ -374,8 +374,12 @@ def write_files(directory: Path, contents: Mapping[str, bytes]) -> bool:
         if not target.is_symlink():
             target.unlink(missing_ok=True)
             target.symlink_to(Path(_DATA_LINK) / name)
-    if previous is not None and previous != staged and previous.parent == directory:
-        shutil.rmtree(previous, ignore_errors=True)
+    # The previous generation stays: a reader that resolved `..data` just before the swap may
+    # still be opening files in it. Older ones go.
+    keep = {staged.name} | ({previous.name} if previous is not None else set())
+    for old in directory.glob("..[0-9]*"):
+        if old.name not in keep and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
     return True
 
 
