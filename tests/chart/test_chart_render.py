@@ -305,12 +305,12 @@ def _has_doc_comment(lines: list[str], number: int) -> bool:
     return False
 
 
-def undocumented_keys(text: str) -> list[str]:
-    """Keys of values.yaml with no `# --` comment above them or above a parent (helm-docs'
-    convention: a documented key documents its subtree); parents made only of documented keys
-    need none."""
+def values_keys(text: str) -> list[tuple[str, bool]]:
+    """(dotted key, has a `# --` comment) for each key of values.yaml that needs one: keys
+    under a documented key or inside a list are covered by it (helm-docs' convention), and a
+    mapping made only of documented keys needs none."""
     lines = text.splitlines()
-    missing: list[str] = []
+    keys: list[tuple[str, bool]] = []
     stack: list[tuple[int, str, bool]] = []  # (indent, key, documented or a list)
     for number, line in enumerate(lines):
         match = _KEY.match(line)
@@ -327,9 +327,14 @@ def undocumented_keys(text: str) -> list[str]:
         following = next((later for later in lines[number + 1 :] if later.strip()), "")
         is_list = is_parent and following.lstrip().startswith("-")
         stack.append((indent, match["key"], documented or is_list))
-        if not documented and not (is_parent and not is_list):
-            missing.append(path)
-    return missing
+        if documented or not (is_parent and not is_list):
+            keys.append((path, documented))
+    return keys
+
+
+def undocumented_keys(text: str) -> list[str]:
+    """Keys of values.yaml with no `# --` comment above them or above a parent."""
+    return [path for path, documented in values_keys(text) if not documented]
 
 
 def test_values_yaml_documents_every_key():
@@ -343,3 +348,10 @@ def test_template_args_render_the_same_as_the_cli():
     """The helper used by every test is plain `helm template` (no hidden flags)."""
     args = template_args(release="r", namespace="n")
     assert args == ["template", "r", str(CHART), "--namespace", "n"]
+
+
+def test_docs_install_lists_every_value():
+    text = (CHART / "values.yaml").read_text()
+    install = (CHART.parents[1] / "docs" / "install.md").read_text()
+    missing = [path for path, _ in values_keys(text) if f"| `{path}` |" not in install]
+    assert missing == []
