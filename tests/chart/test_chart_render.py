@@ -20,6 +20,7 @@ from helm_chart import (
     run_helm,
     template_args,
 )
+from kaptain_warden.cli import build_parser
 
 FULLNAME = "kaptain-warden"  # release "kaptain-warden": the chart name is not repeated
 
@@ -355,3 +356,16 @@ def test_docs_install_lists_every_value():
     install = (CHART.parents[1] / "docs" / "install.md").read_text()
     missing = [path for path, _ in values_keys(text) if f"| `{path}` |" not in install]
     assert missing == []
+
+
+@pytest.mark.parametrize("value_set", sorted(CI_VALUES))
+def test_every_container_command_line_is_one_kaptain_warden_accepts(value_set, capsys):
+    """The chart's flags exist, with values of the right type (argparse exits 2 otherwise)."""
+    parser = build_parser()
+    for name, spec in pod_specs(render(values=[CI_VALUES[value_set]])).items():
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            try:
+                parsed = parser.parse_args(container["args"])
+            except SystemExit:
+                pytest.fail(f"{name} {container['name']}: {capsys.readouterr().err}")
+            assert callable(parsed.run)
