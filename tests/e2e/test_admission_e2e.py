@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -374,3 +375,18 @@ def test_failure_policy_when_the_webhook_is_down(warden, notebook, kube_admin, p
         warden.start_server()
         warden.register(failure_policy="Fail")
         warden.wait_until_effective()
+
+
+def test_a_stopped_stack_leaves_no_process_and_no_files(control_plane):
+    stack = WardenStack(control_plane, name="short-lived").start()
+    server_pid = stack._server.pid
+    work_dir = stack.work_dir
+    stack.stop()
+    assert not work_dir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    with control_plane.api_client() as admin, pytest.raises(ApiException) as info:
+        get_json(
+            admin, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/short-lived"
+        )
+    assert info.value.status == 404

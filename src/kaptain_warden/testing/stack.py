@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import shutil
 import socket
 import ssl
 import sys
@@ -322,8 +323,10 @@ class WardenStack:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        """Unregister the webhooks (while the API server still runs), stop the server."""
+        """Unregister the webhooks (while the API server still runs), stop the server, and
+        remove the certificates and logs. Safe to call twice."""
         if self.plane.running:
             with contextlib.suppress(Exception):
                 self.unregister()
         self.stop_server()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
