@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.policies.kinds import known_kind
 from kaptain_warden.sweeper.deleter import Candidate, Deleter, is_transient, run_deletions
+from kaptain_warden.sweeper.leader import LeaseSettings, _RoutineElectionFilter
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
@@ -366,3 +368,36 @@ def test_metrics_and_healthz_are_served():
             assert response.status == 200
     finally:
         server.stop()
+
+
+# -- leader election -------------------------------------------------------------------------
+
+
+def test_lease_settings_are_checked_before_the_client_would_exit():
+    LeaseSettings(
+        namespace="ns", name="l", identity="me", lease_duration=4, renew_deadline=3, retry_period=1
+    )
+    for bad, message in (
+        ({"retry_period": 0}, "at least 1"),
+        ({"renew_deadline": 1, "retry_period": 1}, "1.2 x"),
+        ({"lease_duration": 3, "renew_deadline": 3}, "more than --renew-deadline"),
+    ):
+        values = {"lease_duration": 15, "renew_deadline": 10, "retry_period": 2} | bad
+        with pytest.raises(ValueError, match=message):
+            LeaseSettings(namespace="ns", name="l", identity="me", **values)
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("replica-a is a follower", False),
+        ("yet to finish lease_duration, lease held by replica-b and has not expired", False),
+        ("leader replica-a has successfully acquired lease", False),
+        ("Failed to create lock as (404) Reason: Not Found", True),
+        ("Error retrieving resource lock l as Forbidden", True),
+        ("Leader has switched to replica-b", True),
+    ],
+)
+def test_the_clients_routine_election_lines_are_dropped_and_failures_kept(message, shown):
+    record = logging.LogRecord("leaderelection", logging.INFO, "", 0, message, None, None)
+    assert _RoutineElectionFilter().filter(record) is shown

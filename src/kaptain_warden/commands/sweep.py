@@ -400,8 +400,6 @@ def _run_sweeper(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             args.parser.error(str(exc))
-    # The client's leader election logs every retry at INFO; our own lines say what matters.
-    logging.getLogger("leaderelection").setLevel(logging.WARNING)
 
     metrics = SweeperMetrics()
     api = KubeApi(api_client, timeout=settings.request_timeout)
