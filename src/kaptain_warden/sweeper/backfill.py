@@ -110,14 +110,16 @@ def backfill(
                     dry_run=dry_run,
                     result=result,
                 )
-            except API_ERRORS as exc:
+            except Exception as exc:  # one object never stops the backfill
+                where = {"kind": kind.kind, "namespace": namespace, "object": meta.get("name")}
+                if isinstance(exc, API_ERRORS):
+                    logger.warning(
+                        "backfill failed for this object: %s", describe_error(exc), extra=where
+                    )
+                else:
+                    logger.exception("backfill failed for this object", extra=where)
                 result.errors.append(
                     f"backfill: {kind.kind} {namespace}/{meta.get('name')}: {describe_error(exc)}"
-                )
-                logger.warning(
-                    "backfill failed for this object: %s",
-                    describe_error(exc),
-                    extra={"kind": kind.kind, "namespace": namespace, "object": meta.get("name")},
                 )
     return result
 
