@@ -256,28 +256,28 @@ class AdmissionHandler:
         failed: bool,
     ) -> None:
         elapsed = time.perf_counter() - start
-        operation = req.operation if req is not None else "UNKNOWN"
         if failed:
             self.metrics.internal_errors.labels(endpoint).inc()
-        self.metrics.requests.labels(endpoint, operation, outcome.verdict).inc()
-        self.metrics.duration.labels(endpoint).observe(elapsed)
-        fields: dict[str, Any] = {"endpoint": endpoint, "uid": uid}
-        if req is not None:
-            fields.update(
-                user=req.username,
-                kind=req.kind,
-                api_version=req.api_version,
-                namespace=req.namespace,
+        if req is None:
+            self.metrics.review_answered(endpoint, "UNKNOWN", outcome.verdict, elapsed)
+            fields: dict[str, Any] = {"endpoint": endpoint, "uid": uid}
+        else:
+            self.metrics.review_answered(endpoint, req.operation, outcome.verdict, elapsed)
+            fields = {
+                "endpoint": endpoint,
+                "uid": uid,
+                "user": req.username,
+                "kind": req.kind,
+                "api_version": req.api_version,
+                "namespace": req.namespace,
                 # "name" is taken by LogRecord; namespace/name is what kubectl users read.
-                object=_object_name(req),
-                operation=operation,
-            )
-        fields.update(
-            verdict=outcome.verdict,
-            rule=outcome.rule,
-            dry_run=req.dry_run if req is not None else None,
-            duration_ms=round(elapsed * 1000, 3),
-        )
+                "object": _object_name(req),
+                "operation": req.operation,
+                "dry_run": req.dry_run,
+            }
+        fields["verdict"] = outcome.verdict
+        fields["rule"] = outcome.rule
+        fields["duration_ms"] = round(elapsed * 1000, 3)
         if failed:
             logger.error(
                 "%s: internal error: %s", endpoint, outcome.reason, exc_info=True, extra=fields
@@ -350,7 +350,7 @@ def create_app(
             message = f"body {size}is over the limit of {settings.max_body_bytes} bytes"
             _discard_body(request.environ["wsgi.input"], settings.max_body_bytes * 2)
             return _json(handler.reject(endpoint, BadReview(413, message)))
-        return _json(handler.review(endpoint, body, request.content_type))
+        return _json(handler.review(endpoint, body, request.environ.get("CONTENT_TYPE")))
 
     @app.post("/mutate")
     def mutate() -> Response:

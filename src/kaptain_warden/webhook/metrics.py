@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -63,6 +64,22 @@ class AdmissionMetrics:
             ["lookup"],
             registry=self._registry,
         )
+
+        # Label children, looked up once: `labels()` costs more than the increment itself.
+        self._answered: dict[tuple[str, str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def review_answered(self, endpoint: str, operation: str, verdict: str, seconds: float) -> None:
+        """Count one answered review and observe how long it took."""
+        key = (endpoint, operation, verdict)
+        counter = self._answered.get(key)
+        if counter is None:
+            counter = self._answered[key] = self.requests.labels(*key)
+        counter.inc()
+        histogram = self._durations.get(endpoint)
+        if histogram is None:
+            histogram = self._durations[endpoint] = self.duration.labels(endpoint)
+        histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (of every worker in multiprocess mode)."""
