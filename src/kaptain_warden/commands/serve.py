@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kaptain_warden.policies.model import Policy
+    from kaptain_warden.webhook.parents import ParentResolver
+    from kaptain_warden.webhook.settings import WebhookSettings
 
 ENV_PREFIX = "KAPTAIN_WARDEN_"
 
@@ -192,6 +197,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
+def _parent_lookups(
+    settings: WebhookSettings, policy: Policy
+) -> Callable[[], ParentResolver | None] | None:
+    """A factory of parent lookups for each worker, when there is an API server to ask.
+
+    Only with --kubeconfig or inside a pod: a laptop's default kubeconfig may point at any
+    cluster, so it is never picked up silently.
+    """
+    if not settings.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+
+    def build() -> ParentResolver | None:
+        import logging
+
+        from kaptain_warden.kube.client import load_api_client
+        from kaptain_warden.kube.parents import ParentOwnerResolver
+
+        try:
+            api_client = load_api_client(settings.kubeconfig)
+        except Exception:
+            # Admission never depends on a lookup: serve, without owner inheritance.
+            logging.getLogger("kaptain_warden.serve").exception(
+                "cannot build a Kubernetes client; serving without parent lookups"
+            )
+            return None
+        return ParentOwnerResolver(api_client, keys=policy.keys)
+
+    return build
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"kaptain-warden serve: {message}", file=sys.stderr)
     return code
@@ -291,4 +326,4 @@ def run(args: argparse.Namespace) -> int:
         len(policy.rules),
         extra={"settings": dataclasses.asdict(settings)},
     )
-    return serve(settings, policy=policy)
+    return serve(settings, policy=policy, parents=_parent_lookups(settings, policy))

@@ -14,8 +14,6 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from prometheus_client import multiprocess, values
 
-from kaptain_warden.kube.client import load_api_client
-from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.webhook.app import create_app
 from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV
@@ -53,11 +51,13 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
         *,
         policy: Policy,
         announce: Callable[[str], None],
+        parents: Callable[[], ParentResolver | None] | None = None,
     ) -> None:
         self.settings = settings
         # Loaded (and checked) by the caller before gunicorn forks: each worker inherits it.
         self.policy = policy
         self.announce = announce
+        self.parents = parents
         super().__init__(prog="kaptain-warden serve")
 
     def load_config(self) -> None:
@@ -93,9 +93,9 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         """Build the app in the worker (after fork), with the policy the arbiter loaded."""
-        return create_app(
-            self.settings, policy=self.policy, parents=_parent_resolver(self.settings, self.policy)
-        )
+        # Built here, after fork: API clients' connection pools must not cross processes.
+        parents = self.parents() if self.parents is not None else None
+        return create_app(self.settings, policy=self.policy, parents=parents)
 
     def _when_ready(self, server: Any) -> None:
         for listener in server.LISTENERS:
@@ -106,23 +106,6 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
             self.announce(
                 f"CA bundle (the webhook configuration's caBundle): {self.settings.ca_file}"
             )
-
-
-def _parent_resolver(settings: WebhookSettings, policy: Policy) -> ParentResolver | None:
-    """Parent lookups through the API server, when there is one to ask.
-
-    Only with --kubeconfig or inside a pod: a laptop's default kubeconfig may point at any
-    cluster, so it is never picked up silently. Built in each worker, after fork, because the
-    Kubernetes client's connection pools must not be shared across processes.
-    """
-    if not settings.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return None
-    try:
-        api_client = load_api_client(settings.kubeconfig)
-    except Exception:
-        logger.exception("cannot build a Kubernetes client; serving without parent lookups")
-        return None
-    return ParentOwnerResolver(api_client, keys=policy.keys)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -138,9 +121,12 @@ def serve(
     settings: WebhookSettings,
     *,
     policy: Policy,
+    parents: Callable[[], ParentResolver | None] | None = None,
     announce: Callable[[str], None] = _print,
 ) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
+
+    `parents` builds the parent lookups in each worker (None: no owner inheritance).
 
     On SIGTERM gunicorn stops accepting, lets workers finish in-flight reviews for up to
     `graceful_timeout_seconds`, closes kept-alive connections, then exits.
@@ -152,7 +138,7 @@ def serve(
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     arbiter_pid = os.getpid()
     try:
-        AdmissionServer(settings, policy=policy, announce=announce).run()
+        AdmissionServer(settings, policy=policy, announce=announce, parents=parents).run()
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
