@@ -98,10 +98,15 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings, policy=self.policy, parents=parents)
 
     def _when_ready(self, server: Any) -> None:
+        wildcard = self.settings.host in ("", "0.0.0.0", "::")
         for listener in server.LISTENERS:
-            host, port = listener.sock.getsockname()[:2]
-            shown = self.settings.host if self.settings.host not in ("", "0.0.0.0", "::") else host
-            self.announce(f"kaptain-warden admission server listening on {_url(shown, port)}")
+            port = listener.sock.getsockname()[1]
+            # A wildcard address is no URL to give anyone; the certificate covers localhost.
+            shown = "localhost" if wildcard else self.settings.host
+            every = " (and every other address of this host)" if wildcard else ""
+            self.announce(
+                f"kaptain-warden admission server listening on {_url(shown, port)}{every}"
+            )
         if self.settings.ca_file:
             self.announce(
                 f"CA bundle (the webhook configuration's caBundle): {self.settings.ca_file}"
