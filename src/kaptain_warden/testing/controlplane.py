@@ -669,9 +669,18 @@ def install_crds(
             established = _condition(crd, "Established")
             if established is not None and established.get("status") == "True":
                 undiscovered = [v for v in versions if not _discovered(api, group, v, plural)]
-                if not undiscovered:
+                unready = [
+                    v
+                    for v in versions
+                    if v not in undiscovered and not _storage_ready(api, group, v, plural)
+                ]
+                if not undiscovered and not unready:
                     break
-                last_state = f"established, not yet in discovery for {', '.join(undiscovered)}"
+                last_state = (
+                    f"established, not yet in discovery for {', '.join(undiscovered)}"
+                    if undiscovered
+                    else f"storage still initializing for {', '.join(unready)}"
+                )
             else:
                 last_state = f"conditions {crd.get('status', {}).get('conditions')}"
             if time.monotonic() > deadline:
@@ -680,6 +689,21 @@ def install_crds(
                 )
             time.sleep(_POLL_INTERVAL)
     return names
+
+
+def _storage_ready(api: k8s.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
+    """False while the API server still answers 429 "storage is (re)initializing" for it.
+
+    A CRD is in discovery a moment before its storage serves requests; tests that create
+    objects right away would otherwise see that 429 on their first write.
+    """
+    try:
+        api.list_cluster_custom_object(group, version, plural, limit=1)
+    except ApiException as error:
+        if error.status in (429, 503):
+            return False
+        raise
+    return True
 
 
 def _discovered(api: k8s.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
