@@ -7,7 +7,7 @@ import time
 import pytest
 from kubernetes import client as k8s
 
-from kaptain_warden.kube.parents import ParentOwnerResolver
+from kaptain_warden.kube.parents import ParentLookupError, ParentOwnerResolver
 from kaptain_warden.policies.metadata import MetadataKeys
 
 KEYS = MetadataKeys()
@@ -115,22 +115,24 @@ def test_answers_are_cached(kube_admin, namespace):
     assert calls == []
 
 
-def test_an_unreachable_api_server_answers_none_within_the_budget(control_plane):
+def test_an_unreachable_api_server_raises_within_the_budget(control_plane):
     configuration = control_plane.client_configuration()
     configuration.host = "https://127.0.0.1:1"  # nothing listens there
     with k8s.ApiClient(configuration) as api:
         resolver = ParentOwnerResolver(api, keys=KEYS, budget_seconds=0.5)
         obj = {"metadata": {"labels": {"serving.kserve.io/inferenceservice": "x"}}}
         started = time.monotonic()
-        assert resolver.inherited_owner(namespace="default", obj=obj) is None
+        with pytest.raises(ParentLookupError, match="failed"):
+            resolver.inherited_owner(namespace="default", obj=obj)
         assert time.monotonic() - started < 2.0
 
 
-def test_an_exhausted_budget_answers_none(kube_admin, namespace):
+def test_an_exhausted_budget_raises(kube_admin, namespace):
     ticks = iter(range(0, 1000, 10))  # every clock read advances 10 s: the budget is gone at once
     resolver = ParentOwnerResolver(
         kube_admin, keys=KEYS, budget_seconds=1.0, clock=lambda: float(next(ticks))
     )
     create(kube_admin, namespace, isvc("slow", "alice"))
     obj = {"metadata": {"labels": {"serving.kserve.io/inferenceservice": "slow"}}}
-    assert resolver.inherited_owner(namespace=namespace, obj=obj) is None
+    with pytest.raises(ParentLookupError, match="budget"):
+        resolver.inherited_owner(namespace=namespace, obj=obj)

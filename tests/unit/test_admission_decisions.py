@@ -50,7 +50,7 @@ def request(
         api_version=obj["apiVersion"] if obj else old["apiVersion"],
         kind=obj["kind"] if obj else old["kind"],
         namespace=namespace,
-        name=(obj or old)["metadata"].get("name", ""),
+        name=(obj or old).get("metadata", {}).get("name", ""),
         username=user,
         groups=groups,
         obj=obj,
@@ -378,3 +378,36 @@ def test_privileged_identities_are_exempt(user, groups):
 def test_delete_is_always_allowed():
     old, _ = stamped(make_obj("Secret"))
     assert validate(None, operation="DELETE", old=old).allowed
+
+
+def test_unreadable_parents_do_not_turn_into_a_denial():
+    """The mutator inherited an owner; the validator's own lookup then failed."""
+    result, _ = stamped(make_obj("Revision", spec={}), user=KNATIVE, inherited_owner="alice")
+    strict = validate(result, user=KNATIVE)
+    assert not strict.allowed  # without a parent owner, warden metadata looks forged
+    lenient = check_admission(
+        policy=POLICY, request=request(result, user=KNATIVE), now=NOW, parent_lookup_failed=True
+    )
+    assert lenient.allowed
+    assert "not verified" in lenient.warnings[0]
+
+
+def test_unreadable_parents_still_check_everything_but_the_owner():
+    result, _ = stamped(
+        make_obj("TFJob", spec={}, annotations={f"{P}/ttl-after-finished": "90d"}),
+        inherited_owner="alice",
+    )
+    verdict = check_admission(
+        policy=POLICY, request=request(result), now=NOW, parent_lookup_failed=True
+    )
+    assert not verdict.allowed
+    assert "above the maximum" in verdict.message
+    assert f"annotation {P}/owner" not in verdict.message
+
+
+def test_native_ttl_is_mirrored_even_without_metadata():
+    obj = make_obj("Job", spec={})
+    del obj["metadata"]
+    result, _ = stamped(obj)
+    assert result["spec"]["ttlSecondsAfterFinished"] == 3600
+    assert result["metadata"]["labels"][f"{P}/rule"] == "build-jobs"

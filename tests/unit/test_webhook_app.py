@@ -241,6 +241,19 @@ def test_a_failing_parent_lookup_never_blocks_admission(caplog):
     )
 
 
+def test_a_revision_stamped_with_an_inherited_owner_is_admitted_when_the_validators_lookup_fails():
+    stamping = make_app(parents=RecordingParents(owner=NOTEBOOK))
+    obj = revision()
+    result = patched(obj, ok(stamping, "/mutate", review(obj, user=KNATIVE, groups=())))
+    failing = make_app(parents=RecordingParents(error=TimeoutError("API server too slow")))
+    verdict = ok(failing, "/validate", review(result, user=KNATIVE, groups=()))
+    assert verdict["response"]["allowed"] is True
+    assert "not verified" in verdict["response"]["warnings"][0]
+    cannot_say = make_app(parents=RecordingParents(owner=None))
+    refused = ok(cannot_say, "/validate", review(result, user=KNATIVE, groups=()))
+    assert refused["response"]["allowed"] is False
+
+
 class Namespaces:
     def __init__(self, labels: dict[str, str] | None = None, error: Exception | None = None):
         self.labels = labels

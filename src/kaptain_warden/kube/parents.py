@@ -2,13 +2,13 @@
 
 The admission server calls this for objects made by controllers (a Knative Revision, a Katib
 trial's TFJob): they inherit the owner annotation of the nearest managed ancestor. A lookup that
-fails or runs out of time answers None, and the object is admitted without inheritance: an
-admission is never blocked by a lookup.
+fails or runs out of time raises `ParentLookupError`, which the admission server tells apart from
+"no managed parent": it admits the object without inheritance and does not judge its owner, so
+an admission is never blocked by a lookup.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +24,9 @@ from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
 from kaptain_warden.policies.metadata import MetadataKeys
 
-logger = logging.getLogger(__name__)
+
+class ParentLookupError(RuntimeError):
+    """The parents could not be read (API error, unreachable, or out of time budget)."""
 
 
 class LookupBudgetExceededError(TimeoutError):
@@ -68,23 +70,23 @@ class ParentOwnerResolver:
         self._lock = threading.Lock()
 
     def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
-        """The owner annotation of the nearest managed ancestor, or None."""
+        """The owner annotation of the nearest managed ancestor, or None when there is none.
+
+        Raises:
+            ParentLookupError: a parent could not be read within the time budget.
+        """
         deadline = self._clock() + self._budget
         try:
             return self._search(namespace, parent_refs(obj), deadline, depth=1)
-        except LookupBudgetExceededError:
-            logger.warning(
-                "parent lookup ran out of its %.0f ms budget; admitting without inheritance",
-                self._budget * 1000,
-                extra={"namespace": namespace, "object": _name_of(obj)},
-            )
+        except LookupBudgetExceededError as exc:
+            raise ParentLookupError(
+                f"parent lookup of {namespace}/{_name_of(obj)} ran out of its "
+                f"{self._budget * 1000:.0f} ms budget"
+            ) from exc
         except (ApiException, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
-            logger.warning(
-                "parent lookup failed (%s); admitting without inheritance",
-                _describe(exc),
-                extra={"namespace": namespace, "object": _name_of(obj)},
-            )
-        return None
+            raise ParentLookupError(
+                f"parent lookup of {namespace}/{_name_of(obj)} failed: {_describe(exc)}"
+            ) from exc
 
     def _search(
         self, namespace: str, refs: tuple[ParentRef, ...], deadline: float, depth: int

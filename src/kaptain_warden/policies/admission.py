@@ -203,16 +203,12 @@ def _missing_ops(
 def stamp_patch(obj: Mapping[str, Any], stamp: Stamp) -> list[dict[str, Any]]:
     """RFC 6902 operations that add the stamp's missing keys and native TTL fields to `obj`."""
     metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return [
-            {
-                "op": "add",
-                "path": "/metadata",
-                "value": {"labels": stamp.labels, "annotations": stamp.annotations},
-            }
-        ]
-    ops = _missing_ops(metadata, "labels", stamp.labels)
-    ops += _missing_ops(metadata, "annotations", stamp.annotations)
+    if isinstance(metadata, Mapping):
+        ops = _missing_ops(metadata, "labels", stamp.labels)
+        ops += _missing_ops(metadata, "annotations", stamp.annotations)
+    else:
+        value = {"labels": stamp.labels, "annotations": stamp.annotations}
+        ops = [{"op": "add", "path": "/metadata", "value": value}]
     ops += [{"op": "add", "path": path, "value": value} for path, value in stamp.native]
     return ops
 
@@ -304,8 +300,9 @@ def _check_keep(keys: MetadataKeys, value: str | None, rule: Rule | None) -> lis
 
 
 def _check_created(
-    policy: Policy, request: AdmissionRequest, rule: Rule, owner: str, now: datetime
+    policy: Policy, request: AdmissionRequest, rule: Rule, owner: str | None, now: datetime
 ) -> list[str]:
+    """Problems with the warden metadata of a new object; `owner` None: not judged."""
     keys = policy.keys
     assert request.obj is not None
     metadata = request.obj.get("metadata")
@@ -313,17 +310,15 @@ def _check_created(
     labels = _string_map(metadata, "labels")
     annotations = _string_map(metadata, "annotations")
     problems: list[str] = []
-    if annotations.get(keys.owner) != owner:
+    if owner is not None and annotations.get(keys.owner) != owner:
         problems.append(
             f"annotation {keys.owner}: {_describe(keys.owner, annotations.get(keys.owner))} is not "
             f'the owner of this object; it must be "{owner}" '
             "(the warden sets it: remove it from your manifest)"
         )
-    expected_labels = {
-        keys.managed: "true",
-        keys.owner: owner_label_value(owner),
-        keys.rule: rule.id,
-    }
+    expected_labels = {keys.managed: "true", keys.rule: rule.id}
+    if owner is not None:
+        expected_labels[keys.owner] = owner_label_value(owner)
     for key, value in expected_labels.items():
         if labels.get(key) != value:
             problems.append(f'label {key}: {_describe(key, labels.get(key))} must be "{value}"')
@@ -408,8 +403,14 @@ def check_admission(
     now: datetime,
     inherited_owner: str | None = None,
     namespace_labels: Mapping[str, str] | None = None,
+    parent_lookup_failed: bool = False,
 ) -> Verdict:
-    """The validating webhook's decision: keep warden metadata honest."""
+    """The validating webhook's decision: keep warden metadata honest.
+
+    `parent_lookup_failed`: the object names parents that could not be read, so an owner it
+    may have inherited is unknown. Its owner is then not judged (with a warning) rather than
+    denied: a failed lookup must never block an admission.
+    """
     skip = _skip_reason(policy, request)
     if skip is not None:
         return Verdict(True, skip)
@@ -423,7 +424,13 @@ def check_admission(
         policy, request.subject(inherited_owner=inherited_owner, namespace_labels=namespace_labels)
     )
     carried = {k: v for k, v in _warden_values(keys, request.obj).items() if v is not None}
+    unverified = (
+        f"kaptain-warden could not read the parents of this {request.kind}, so its inherited "
+        "owner was not verified"
+    )
     if rule is None:
+        if carried and parent_lookup_failed:
+            return Verdict(True, "parents unreadable: owner not verified", warnings=(unverified,))
         if carried:
             names = ", ".join(sorted(carried))
             return Verdict(
@@ -442,7 +449,12 @@ def check_admission(
                 "not run); the sweeper's backfill stamps it later",
             ),
         )
-    problems = _check_created(
-        policy, request, rule, expected_owner(request, inherited_owner, rule), now
+    owner_unknown = parent_lookup_failed and rule.match.inherit
+    owner = None if owner_unknown else expected_owner(request, inherited_owner, rule)
+    problems = _check_created(policy, request, rule, owner, now)
+    return Verdict(
+        not problems,
+        "; ".join(problems) or f"rule {rule.id}: metadata valid",
+        rule,
+        warnings=(unverified,) if owner_unknown and not problems else (),
     )
-    return Verdict(not problems, "; ".join(problems) or f"rule {rule.id}: metadata valid", rule)

@@ -126,7 +126,7 @@ class AdmissionHandler:
 
     def _decide(self, endpoint: Endpoint, req: AdmissionRequest) -> _Outcome:
         now = self._clock()
-        inherited = self._inherited_owner(req)
+        inherited, lookup_failed = self._inherited_owner(req)
         namespace_labels = self._namespace_labels(req)
         if endpoint == "mutate":
             mutation = plan_mutation(
@@ -148,6 +148,7 @@ class AdmissionHandler:
             now=now,
             inherited_owner=inherited,
             namespace_labels=namespace_labels,
+            parent_lookup_failed=lookup_failed,
         )
         rule = verdict.rule.id if verdict.rule is not None else None
         if verdict.allowed:
@@ -189,30 +190,32 @@ class AdmissionHandler:
             and governs_kind(self.policy, req.api_version, req.kind)
         )
 
-    def _inherited_owner(self, req: AdmissionRequest) -> str | None:
+    def _inherited_owner(self, req: AdmissionRequest) -> tuple[str | None, bool]:
+        """(the inherited owner or None, whether the parents could not be read)."""
         if self._parents is None or not self._governed_create(req):
-            return None
+            return None, False
         assert req.obj is not None  # checked by _governed_create
         metadata = req.obj.get("metadata")
         if not isinstance(metadata, Mapping):
-            return None
+            return None, False
         labels = metadata.get("labels")
         names_parent = bool(metadata.get("ownerReferences")) or (
             isinstance(labels, Mapping) and any(k in labels for k in _PARENT_LABEL_KEYS)
         )
         if not names_parent:
-            return None
+            return None, False
         try:
-            return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj)
+            return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj), False
         except Exception:
-            # A lookup must never block an admission: go on as if there were no parent.
+            # A lookup must never block an admission: decide without an inherited owner, and
+            # tell the validator so that it does not judge an owner it could not verify.
             logger.warning(
                 "parent lookup failed; deciding without an inherited owner",
                 exc_info=True,
                 extra={"uid": req.uid, "object": _object_name(req)},
             )
             self.metrics.lookup_errors.labels("parents").inc()
-            return None
+            return None, True
 
     def _namespace_labels(self, req: AdmissionRequest) -> Mapping[str, str] | None:
         if self._namespaces is None or not self._governed_create(req):

@@ -11,12 +11,16 @@ class ParentResolver(Protocol):
 
     Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
     or in one of `policies.metadata.PARENT_LABELS`. An implementation should answer within a
-    small time budget (the API server waits on every admission); an exception is logged and
-    treated as "no parent", so a lookup can never block an admission.
+    small time budget (the API server waits on every admission) and raise when the parents
+    cannot be read: the exception is logged, the mutator decides as if there were no parent,
+    and the validator does not judge the owner, so a lookup can never block an admission.
     """
 
     def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
-        """The warden owner of the managed parent `obj` names, or None when there is none."""
+        """The warden owner of the managed parent `obj` names, or None when there is none.
+
+        Raises on failure (unreadable parents), which is not the same as None.
+        """
         ...
 
 
