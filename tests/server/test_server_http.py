@@ -85,8 +85,12 @@ def test_bad_input_gets_a_json_4xx_and_the_next_request_still_works(
 def test_each_bad_input_is_logged_once(server, session):
     marker = "text/the-marker-of-this-test"
     session.post(server.url + "/mutate", data=b"{}", headers={"Content-Type": marker}, timeout=10)
-    good_request(server, session)  # the refusal's line is written before this answer
-    refusals = [line for line in server.logs() if marker in line.get("msg", "")]
+    good_request(server, session)
+    refusals = [
+        line
+        for line in server.logs_until(lambda line: marker in line.get("msg", ""))
+        if marker in line.get("msg", "")
+    ]
     assert len(refusals) == 1
     assert refusals[0]["level"] == "WARNING" and refusals[0]["http_status"] == 415
 
@@ -132,7 +136,8 @@ def test_every_review_logs_one_json_line_with_its_facts(server, session):
     doc = review(secret(), uid="log-line-uid")
     server.post(session, "/validate", doc)
     good_request(server, session)
-    (line,) = [entry for entry in server.logs() if entry.get("uid") == "log-line-uid"]
+    lines = server.logs_until(lambda entry: entry.get("uid") == "log-line-uid")
+    (line,) = [entry for entry in lines if entry.get("uid") == "log-line-uid"]
     assert line["logger"] == "kaptain_warden.webhook.app"
     for field in ("ts", "level", "msg", "user", "kind", "namespace", "object", "operation"):
         assert line[field]
@@ -282,5 +287,6 @@ def test_self_signed_material_is_reused_while_valid(server, make_server, server_
     again = make_server("--workers", "1")
     assert again.ca_file == server.ca_file
     assert ca_file.read_bytes() == before
-    assert any("reusing the self-signed" in line.get("msg", "") for line in again.logs())
+    lines = again.logs_until(lambda line: "reusing the self-signed" in line.get("msg", ""))
+    assert any("reusing the self-signed" in line.get("msg", "") for line in lines)
     assert again.stop() == 0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ class Server:
             headers={"Content-Type": "application/json"},
             timeout=10,
         )
+
+    def logs_until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Every JSON log line, once one satisfies `predicate` (the server writes its log in
+        batches every 50 ms); all lines written so far when none does within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.logs()
+            if any(predicate(line) for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
 
     def logs(self) -> list[dict[str, Any]]:
         """Every JSON log line written so far."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 
 import orjson
 
-from kaptain_warden.logs import JsonFormatter, TextFormatter, configure_logging
+from kaptain_warden.logs import BatchingHandler, JsonFormatter, TextFormatter, configure_logging
 
 
 def record(**extra: object) -> logging.LogRecord:
@@ -56,3 +57,48 @@ def test_configure_logging_replaces_handlers():
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_batching_handler_writes_every_line_in_order_and_flush_waits(tmp_path):
+    target = (tmp_path / "log.jsonl").open("w")
+    handler = BatchingHandler(target, interval=0.5)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("kaptain_warden.test.batching")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(500):
+            log.info("line %d", i, extra={"n": i})
+        handler.flush()  # must not wait for the 0.5 s interval to see everything written
+        lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    finally:
+        log.removeHandler(handler)
+        target.close()
+    assert [orjson.loads(line)["n"] for line in lines] == list(range(500))
+    assert orjson.loads(lines[0])["msg"] == "line 0"
+
+
+def test_batching_handler_starts_a_writer_in_a_forked_child(tmp_path):
+    path = tmp_path / "log.jsonl"
+    target = path.open("w")
+    handler = BatchingHandler(target)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("kaptain_warden.test.fork")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.info("parent")
+    handler.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: as a gunicorn worker does after the arbiter configured logging
+        log.info("child")
+        handler.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    log.removeHandler(handler)
+    target.close()
+    assert [orjson.loads(line)["msg"] for line in path.read_text().splitlines()] == [
+        "parent",
+        "child",
+    ]

@@ -271,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
     json_logs = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
-    configure_logging(settings.log_level, json=json_logs)
+    # Every review logs a line from one of several threads: batch the writes (logs.py).
+    configure_logging(settings.log_level, json=json_logs, batched=True)
     log = logging.getLogger("kaptain_warden.serve")
 
     # Everything that can be wrong is found here, in one process, before gunicorn forks.

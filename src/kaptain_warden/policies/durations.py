@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 
@@ -44,6 +45,7 @@ def parse_duration(text: object) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
     """The canonical string for a positive duration, largest units first: `1d12h`, `7d`, `1m30s`."""
     remaining = int(value.total_seconds())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -16,6 +17,9 @@ def is_label_value(value: str) -> bool:
     return len(value) <= LABEL_VALUE_MAX and _VALID.fullmatch(value) is not None
 
 
+# Few identities create most objects: remembering their label form keeps a hash off the
+# admission hot path.
+@functools.lru_cache(maxsize=4096)
 def owner_label_value(owner: str) -> str:
     """The label form of an owner identity.
 
