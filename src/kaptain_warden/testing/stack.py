@@ -67,33 +67,23 @@ def _create(api_client: k8s.ApiClient, path: str, body: dict[str, Any]) -> None:
 
 
 def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
-    """A namespace like a Kubeflow profile's: its `default-editor` may edit (ClusterRole edit)."""
-    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-    subjects = [
-        {"kind": "ServiceAccount", "name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace}
-    ]
+    """A namespace like a Kubeflow profile's, whose `default-editor` may create what the SDK
+    creates (Kubeflow binds it to the aggregated kubeflow-edit role; this grants the same kinds
+    directly, so it works without the controller manager's role aggregation)."""
     _create(api_client, "/api/v1/namespaces", {"metadata": {"name": namespace}})
-    _create(
-        api_client,
-        f"{rbac}/rolebindings",
-        {
-            "metadata": {"name": "default-editor"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "edit",
-            },
-            "subjects": subjects,
-        },
-    )
-    # `edit` does not cover the SDK's custom resources: grant them as Kubeflow's aggregated
-    # kubeflow-edit role does.
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
     _create(
         api_client,
         f"{rbac}/roles",
         {
             "metadata": {"name": "kaptain-sdk"},
             "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets", "configmaps", "pods", "serviceaccounts"],
+                    "verbs": ["*"],
+                },
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]},
                 {
                     "apiGroups": [
                         "kubeflow.org",
@@ -103,7 +93,7 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
                     ],
                     "resources": ["*"],
                     "verbs": ["*"],
-                }
+                },
             ],
         },
     )
@@ -117,7 +107,9 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
                 "kind": "Role",
                 "name": "kaptain-sdk",
             },
-            "subjects": subjects,
+            "subjects": [
+                {"kind": "ServiceAccount", "name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace}
+            ],
         },
     )
 
