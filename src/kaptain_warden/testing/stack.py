@@ -112,6 +112,32 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
             ],
         },
     )
+    _wait_until_allowed(api_client, notebook_user(namespace), namespace)
+
+
+def _wait_until_allowed(
+    api_client: k8s.ApiClient, user: str, namespace: str, timeout: float = 10.0
+) -> None:
+    """Poll a SubjectAccessReview until `user` may create Secrets in `namespace`.
+
+    The RBAC authorizer reads roles from an informer cache: a RoleBinding just created can
+    still be unknown to it for a moment, and the first request would get a 403.
+    """
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            "resourceAttributes": {"namespace": namespace, "verb": "create", "resource": "secrets"},
+        },
+    }
+    deadline = time.monotonic() + timeout
+    path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    while not request_json(api_client, "POST", path, body=review)["status"].get("allowed"):
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"{user} was not allowed to create Secrets in {namespace}")
+        time.sleep(0.05)
 
 
 class WardenStack:
