@@ -272,7 +272,7 @@ def test_sweep_without_an_api_server_says_so_and_deletes_nothing(control_plane, 
         (["--policy", "/nonexistent.yaml"], 1, "cannot read the file"),
         (["--at", "+1h"], 2, "--at needs --dry-run"),
         (["--dry-run", "--at", "next week"], 2, "use an RFC 3339 instant"),
-        (["--max-deletes-per-cycle", "0"], 2, "too small"),
+        (["--max-deletes-per-cycle", "0"], 2, "out of range: use a value at least 1"),
     ],
 )
 def test_bad_options_and_policies_are_refused_clearly(control_plane, args, code, message):

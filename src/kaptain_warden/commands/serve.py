@@ -6,14 +6,19 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kaptain_warden.commands.options import (
+    add_log_options,
+    add_policy_option,
+    bounded,
+    env_default,
+)
 
 if TYPE_CHECKING:
     from kaptain_warden.policies.model import Policy
     from kaptain_warden.webhook.parents import ParentResolver
     from kaptain_warden.webhook.settings import WebhookSettings
-
-ENV_PREFIX = "KAPTAIN_WARDEN_"
 
 DESCRIPTION = """\
 Serve the admission webhooks over HTTPS with gunicorn (threaded workers, keep-alive):
@@ -40,24 +45,6 @@ material cannot be used (errors on stderr, before any worker starts), 2 for bad 
 """
 
 
-def _env(dest: str, default: Any) -> Any:
-    return os.environ.get(ENV_PREFIX + dest.upper(), default)
-
-
-def _bounded(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use a value {limit}")
-        return value
-
-    return parse
-
-
 def _on_error(admits: bool) -> str:
     return "admit" if admits else "deny"
 
@@ -77,32 +64,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listen = parser.add_argument_group("listening")
     listen.add_argument(
         "--host",
-        default=_env("host", defaults.host),
+        default=env_default("host", defaults.host),
         help="address to listen on (default: %(default)s; use 0.0.0.0 in a pod)",
     )
     listen.add_argument(
         "--port",
-        type=_bounded(0, 65535),
-        default=_env("port", defaults.port),
+        type=bounded(int, 0, 65535),
+        default=env_default("port", defaults.port),
         help="HTTPS port; 0 picks a free one, printed on start (default: %(default)s)",
     )
-    parser.add_argument(
-        "--policy",
-        metavar="FILE",
-        default=_env("policy", None),
-        help="policy YAML file (default: the built-in one, `kaptain-warden policy default`)",
-    )
+    add_policy_option(parser)
     tls = parser.add_argument_group("TLS (one of: a certificate and its key, or --self-signed)")
     tls.add_argument(
         "--tls-cert-file",
         metavar="FILE",
-        default=_env("tls_cert_file", None),
+        default=env_default("tls_cert_file", None),
         help="PEM serving certificate; re-read for each new connection, so renewals apply",
     )
     tls.add_argument(
         "--tls-private-key-file",
         metavar="FILE",
-        default=_env("tls_private_key_file", None),
+        default=env_default("tls_private_key_file", None),
         help="PEM private key of --tls-cert-file",
     )
     tls.add_argument(
@@ -121,56 +103,56 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     work = parser.add_argument_group("workers")
     work.add_argument(
         "--workers",
-        type=_bounded(1),
-        default=_env("workers", defaults.workers),
+        type=bounded(int, 1),
+        default=env_default("workers", defaults.workers),
         help="gunicorn worker processes, about one per core (default: %(default)s)",
     )
     work.add_argument(
         "--threads",
-        type=_bounded(1),
-        default=_env("threads", defaults.threads),
+        type=bounded(int, 1),
+        default=env_default("threads", defaults.threads),
         help="threads per worker: reviews one process serves at once (default: %(default)s)",
     )
     work.add_argument(
         "--keepalive",
         metavar="SECONDS",
-        type=_bounded(0),
-        default=_env("keepalive", defaults.keepalive_seconds),
+        type=bounded(int, 0),
+        default=env_default("keepalive", defaults.keepalive_seconds),
         help="how long an idle connection stays open for the API server to reuse "
         "(default: %(default)s)",
     )
     work.add_argument(
         "--graceful-timeout",
         metavar="SECONDS",
-        type=_bounded(1),
-        default=_env("graceful_timeout", defaults.graceful_timeout_seconds),
+        type=bounded(int, 1),
+        default=env_default("graceful_timeout", defaults.graceful_timeout_seconds),
         help="on SIGTERM, how long in-flight reviews may take before workers are killed "
         "(default: %(default)s)",
     )
     reviews = parser.add_argument_group("reviews")
     reviews.add_argument(
         "--max-body-bytes",
-        type=_bounded(1),
-        default=_env("max_body_bytes", defaults.max_body_bytes),
+        type=bounded(int, 1),
+        default=env_default("max_body_bytes", defaults.max_body_bytes),
         help="larger request bodies get HTTP 413 (default: %(default)s, 8 MiB)",
     )
     reviews.add_argument(
         "--mutate-on-error",
         choices=("admit", "deny"),
-        default=_env("mutate_on_error", _on_error(defaults.mutate_admits_on_error)),
+        default=env_default("mutate_on_error", _on_error(defaults.mutate_admits_on_error)),
         help="/mutate's answer when it fails unexpectedly: admit unchanged, or deny "
         "(default: %(default)s)",
     )
     reviews.add_argument(
         "--validate-on-error",
         choices=("admit", "deny"),
-        default=_env("validate_on_error", _on_error(defaults.validate_admits_on_error)),
+        default=env_default("validate_on_error", _on_error(defaults.validate_admits_on_error)),
         help="/validate's answer when it fails unexpectedly (default: %(default)s)",
     )
     reviews.add_argument(
         "--kubeconfig",
         metavar="FILE",
-        default=_env("kubeconfig", None),
+        default=env_default("kubeconfig", None),
         help="kubeconfig for parent lookups (owner inheritance); default: the pod's "
         "ServiceAccount in a cluster, no lookups elsewhere",
     )
@@ -181,18 +163,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "bench/admission.py compares with (off by default)",
     )
     logs = parser.add_argument_group("logs")
-    logs.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default=_env("log_level", defaults.log_level),
-        help="(default: %(default)s: one line per review)",
-    )
-    logs.add_argument(
-        "--log-format",
-        choices=("auto", "json", "text"),
-        default=_env("log_format", defaults.log_format),
-        help="JSON lines, text, or auto: text on a terminal, else JSON (default: %(default)s)",
+    add_log_options(
+        logs,
+        level_help="(default: %(default)s: one line per review)",
+        formats=("auto", "json", "text"),
+        format_default=defaults.log_format,
+        format_help="JSON lines, text, or auto: text on a terminal, else JSON "
+        "(default: %(default)s)",
     )
     parser.set_defaults(run=run)
 

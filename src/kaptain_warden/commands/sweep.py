@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from kaptain_warden.commands.options import (
+    add_log_options,
+    add_policy_option,
+    bounded,
+    env_default,
+    env_flag,
+)
 
 if TYPE_CHECKING:
     from kaptain_warden.policies.model import Policy
     from kaptain_warden.sweeper.api import KubeApi
     from kaptain_warden.sweeper.settings import SweeperSettings
 
-ENV_PREFIX = "KAPTAIN_WARDEN_"
 #: Exit status when the API server cannot be reached or the pass could not read everything.
 EXIT_INCOMPLETE = 3
 
@@ -50,54 +56,28 @@ Every option with a value also reads KAPTAIN_WARDEN_<OPTION> from the environmen
 """
 
 
-def _env(dest: str, default: Any) -> Any:
-    return os.environ.get(ENV_PREFIX + dest.upper(), default)
-
-
-def _env_flag(dest: str) -> bool:
-    return str(_env(dest, "")).lower() in ("1", "true", "yes")
-
-
-def _number(kind: Callable[[str], Any], low: float) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small: use at least {low}")
-        return value
-
-    return parse
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     from kaptain_warden.sweeper.settings import SweeperSettings
 
     defaults = SweeperSettings()
-    parser.add_argument(
-        "--policy",
-        metavar="FILE",
-        default=_env("policy", None),
-        help="policy YAML file (default: the built-in one, `kaptain-warden policy default`)",
-    )
+    add_policy_option(parser)
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
-        default=_env("kubeconfig", None),
+        default=env_default("kubeconfig", None),
         help="kubeconfig to use (default: in-cluster, then $KUBECONFIG or ~/.kube/config)",
     )
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        default=_env_flag("dry_run"),
+        default=env_flag("dry_run"),
         help="report and log what would be deleted; delete, patch and record nothing",
     )
     parser.add_argument(
         "--max-deletes-per-cycle",
         metavar="N",
-        type=_number(int, 1),
-        default=int(_env("max_deletes_per_cycle", defaults.max_deletes_per_cycle)),
+        type=bounded(int, 1),
+        default=int(env_default("max_deletes_per_cycle", defaults.max_deletes_per_cycle)),
         help="stop a pass after N deletions; the next pass continues (default: %(default)s)",
     )
     parser.add_argument(
@@ -111,7 +91,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backfill",
         action="store_true",
-        default=_env_flag("backfill"),
+        default=env_flag("backfill"),
         help="also stamp governed objects that have no warden metadata (made before the "
         "install or while the webhook was down), owner inferred from their parents, "
         "serving.knative.dev/creator, or `unknown`",
@@ -119,29 +99,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--page-size",
         metavar="N",
-        type=_number(int, 1),
-        default=int(_env("page_size", defaults.page_size)),
+        type=bounded(int, 1),
+        default=int(env_default("page_size", defaults.page_size)),
         help="items per list request (default: %(default)s)",
     )
     parser.add_argument(
         "--request-timeout",
         metavar="SECONDS",
-        type=_number(float, 0.1),
-        default=float(_env("request_timeout", defaults.request_timeout)),
+        type=bounded(float, 0.1),
+        default=float(env_default("request_timeout", defaults.request_timeout)),
         help="seconds one API request may take (default: %(default)s)",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        type=str.upper,
-        default=str(_env("log_level", "INFO")).upper(),
-        help="(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("json", "text"),
-        default=_env("log_format", "json"),
-        help="JSON lines (for log collectors) or text (default: %(default)s)",
+    add_log_options(
+        parser,
+        level_help="(default: %(default)s)",
+        formats=("json", "text"),
+        format_default="json",
+        format_help="JSON lines (for log collectors) or text (default: %(default)s)",
     )
 
 
@@ -159,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--output",
         "-o",
         choices=("table", "json"),
-        default=_env("output", "table"),
+        default=env_default("output", "table"),
         help="report format; json is one array of objects (default: %(default)s)",
     )
     sweep.add_argument(
@@ -181,67 +155,67 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sweeper.add_argument(
         "--interval",
         metavar="SECONDS",
-        type=_number(float, 0.1),
-        default=float(_env("interval", 60.0)),
+        type=bounded(float, 0.1),
+        default=float(env_default("interval", 60.0)),
         help="seconds from the start of one pass to the start of the next (default: %(default)s)",
     )
     election = sweeper.add_argument_group("leader election (coordination.k8s.io/v1 Lease)")
     election.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
-        default=str(_env("leader_election", "true")).lower() not in ("0", "false", "no"),
+        default=str(env_default("leader_election", "true")).lower() not in ("0", "false", "no"),
         help="only the replica holding the Lease sweeps (default: on)",
     )
     election.add_argument(
         "--lease-namespace",
         metavar="NAME",
-        default=_env("lease_namespace", os.environ.get("POD_NAMESPACE")),
+        default=env_default("lease_namespace", os.environ.get("POD_NAMESPACE")),
         help="namespace of the Lease (default: $POD_NAMESPACE, else the policy's wardenNamespace)",
     )
     election.add_argument(
         "--lease-name",
         metavar="NAME",
-        default=_env("lease_name", "kaptain-warden-sweeper"),
+        default=env_default("lease_name", "kaptain-warden-sweeper"),
         help="(default: %(default)s)",
     )
     election.add_argument(
         "--lease-duration",
         metavar="SECONDS",
-        type=_number(int, 2),
-        default=int(_env("lease_duration", 15)),
+        type=bounded(int, 2),
+        default=int(env_default("lease_duration", 15)),
         help="how long a Lease is valid without renewal; a dead leader is replaced after it "
         "(default: %(default)s)",
     )
     election.add_argument(
         "--renew-deadline",
         metavar="SECONDS",
-        type=_number(int, 1),
-        default=int(_env("renew_deadline", 10)),
+        type=bounded(int, 1),
+        default=int(env_default("renew_deadline", 10)),
         help="how long the leader keeps trying to renew before it stands down "
         "(default: %(default)s)",
     )
     election.add_argument(
         "--retry-period",
         metavar="SECONDS",
-        type=_number(int, 1),
-        default=int(_env("retry_period", 2)),
+        type=bounded(int, 1),
+        default=int(env_default("retry_period", 2)),
         help="seconds between attempts to acquire or renew (default: %(default)s)",
     )
     election.add_argument(
         "--identity",
-        default=_env("identity", None),
+        default=env_default("identity", None),
         help="this replica's name in the Lease (default: $HOSTNAME plus a random suffix)",
     )
     serving = sweeper.add_argument_group("metrics and health")
     serving.add_argument(
         "--metrics-port",
-        type=_number(int, 0),
-        default=int(_env("metrics_port", 8080)),
+        type=bounded(int, 0),
+        default=int(env_default("metrics_port", 8080)),
         help="port for GET /metrics and /healthz; 0 turns them off (default: %(default)s)",
     )
     serving.add_argument(
         "--metrics-address",
-        default=_env("metrics_address", "0.0.0.0"),
+        default=env_default("metrics_address", "0.0.0.0"),
         help="address to listen on (default: %(default)s)",
     )
     sweeper.set_defaults(run=_run_sweeper, parser=sweeper)

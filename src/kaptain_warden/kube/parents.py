@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
+from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import MetadataKeys
 
 
@@ -115,7 +116,7 @@ class ParentOwnerResolver:
             if entry is not None and entry.expires > now:
                 self._cache.move_to_end(key)
                 return entry
-        group, _, version = ref.api_version.rpartition("/")
+        group, version = split_api_version(ref.api_version)
         plural = self._plural(group, version, ref.kind, deadline)
         if plural is None:
             entry = _Entry(now + self._ttl, None, ())

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from kaptain_warden.policies.completion import finished_at
 from kaptain_warden.policies.durations import DurationError, format_duration, parse_duration
 from kaptain_warden.policies.evaluate import is_excluded_namespace
+from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import RevisionVerdict
@@ -78,7 +79,7 @@ def is_revision(obj: Mapping[str, Any]) -> bool:
     api_version = obj.get("apiVersion")
     return (
         isinstance(api_version, str)
-        and api_version.rpartition("/")[0] == KNATIVE_GROUP
+        and split_api_version(api_version)[0] == KNATIVE_GROUP
         and obj.get("kind") == "Revision"
     )
 

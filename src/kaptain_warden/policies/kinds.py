@@ -12,8 +12,30 @@ from typing import Literal
 NativeTtl = Literal["job", "run-policy"]
 
 
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """(group, version) of an `apiVersion`: `("", "v1")` for the core group's `v1`."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+class ApiVersioned:
+    """`group` and `version` properties for a dataclass with an `api_version` field."""
+
+    api_version: str
+
+    @property
+    def group(self) -> str:
+        """The API group ("" for the core group)."""
+        return split_api_version(self.api_version)[0]
+
+    @property
+    def version(self) -> str:
+        """The API version within the group."""
+        return split_api_version(self.api_version)[1]
+
+
 @dataclass(frozen=True)
-class KnownKind:
+class KnownKind(ApiVersioned):
     """One governed kind: its API coordinates and what the sweeper must read of it."""
 
     api_version: str
@@ -22,16 +44,6 @@ class KnownKind:
     native_ttl: NativeTtl | None = None
     # True when deciding needs the object's status (completion), not only its metadata.
     needs_status: bool = False
-
-    @property
-    def group(self) -> str:
-        """The API group ("" for the core group)."""
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        """The API version within the group."""
-        return self.api_version.rpartition("/")[2]
 
 
 KNOWN_KINDS: tuple[KnownKind, ...] = (

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaptain_warden.policies.completion import finished_at
+from kaptain_warden.policies.kinds import ApiVersioned
 
 __all__ = [
     "HOLDER_KINDS",
@@ -18,7 +19,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class HolderKind:
+class HolderKind(ApiVersioned):
     """A kind whose objects can hold a Secret, and where its pod specs live.
 
     Each template path is a tuple of keys from the object's root to a PodSpec; `*` stands for
@@ -29,16 +30,6 @@ class HolderKind:
     kind: str
     resource: str
     template_paths: tuple[tuple[str, ...], ...]
-
-    @property
-    def group(self) -> str:
-        """The API group ("" for the core group)."""
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        """The API version within the group."""
-        return self.api_version.rpartition("/")[2]
 
 
 _TEMPLATE = (("spec", "template", "spec"),)

@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_LIST_ONLY, resource_path
+from kaptain_warden.policies.kinds import ApiVersioned
 from kaptain_warden.sweeper.api import KubeApi
 
 __all__ = ["KindNotServedError", "ListRequest", "list_all"]
@@ -27,7 +28,7 @@ class KindNotServedError(LookupError):
 
 
 @dataclass(frozen=True)
-class ListRequest:
+class ListRequest(ApiVersioned):
     """One collection to list, and what to keep of each item.
 
     `field_selector` narrows further (`type=Opaque` for Secrets). `namespaces` empty means
@@ -47,16 +48,6 @@ class ListRequest:
     metadata_only: bool = True
     keep: Sequence[str] = ()
     page_size: int = 500
-
-    @property
-    def group(self) -> str:
-        """The API group ("" for the core group)."""
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        """The API version within the group."""
-        return self.api_version.rpartition("/")[2]
 
 
 def list_all(api: KubeApi, request: ListRequest) -> list[dict[str, Any]]:

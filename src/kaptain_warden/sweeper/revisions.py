@@ -11,6 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.policies.expiry import RevisionHold
+from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, PARENT_LABELS
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import (
@@ -123,7 +124,7 @@ def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
 
 
 def _isvc_revisions(api: KubeApi, namespace: str, api_version: str, name: str) -> frozenset[str]:
-    group, _, version = api_version.rpartition("/")
+    group, version = split_api_version(api_version)
     path = resource_path(
         group=group, version=version, resource="inferenceservices", namespace=namespace, name=name
     )
