@@ -273,8 +273,10 @@ def revision(**kw: Any) -> dict[str, Any]:
     return managed("Revision", "serving.knative.dev/v1", rule="knative-revisions", **kw)
 
 
-def verdict(action: str, reason: str, deletes_at: datetime | None = None) -> RevisionVerdict:
-    return RevisionVerdict("team-a", "obj", "u-1", action, reason, deletes_at)  # type: ignore[arg-type]
+def verdict(
+    action: str, reason: str, deletes_at: datetime | None = None, *, protected: bool = False
+) -> RevisionVerdict:
+    return RevisionVerdict("team-a", "obj", "u-1", action, reason, deletes_at, protected)  # type: ignore[arg-type]
 
 
 def test_retention_delete_sends_a_revision_away():
@@ -332,9 +334,17 @@ def test_a_fresh_revision_reports_when_its_age_clock_runs_out():
 )
 def test_a_revision_knative_protects_outlives_its_ttl(reason):
     obj = revision(expires=NOW - 24 * HOUR)
-    decision = decide(obj=obj, policy=POLICY, now=NOW, retention=verdict("keep", reason))
+    decision = decide(
+        obj=obj, policy=POLICY, now=NOW, retention=verdict("keep", reason, protected=True)
+    )
     assert decision.action == "keep"
     assert decision.reason == reason
+
+
+def test_a_revision_retention_keeps_without_protection_still_expires_by_ttl():
+    obj = revision(expires=NOW - 24 * HOUR)
+    kept = verdict("keep", "kept: within minNonActive=2")
+    assert decide(obj=obj, policy=POLICY, now=NOW, retention=kept).action == "delete"
 
 
 def test_an_unprotected_revision_past_its_ttl_is_due():

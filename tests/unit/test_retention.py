@@ -1174,3 +1174,50 @@ def test_safety_invariants(scenario: tuple[list[Gen], str | None, RetentionSetti
     assert len(kept_non_active) >= min(minimum, len(non_active))
     if s.max_non_active is not None:
         assert len(kept_non_active) <= s.max_non_active
+
+
+def test_only_protected_and_unreadable_revisions_are_marked_protected():
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    old = "2026-01-01T00:00:00Z"
+
+    def rev(name, **meta):
+        labels = {"serving.knative.dev/routingState": meta.pop("state", "reserve")}
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "a",
+                "uid": name,
+                "creationTimestamp": meta.pop("created", old),
+                "labels": labels,
+                **meta,
+            }
+        }
+
+    verdicts = plan_revision_retention(
+        revisions=[
+            rev("latest"),
+            rev("routed", state="active"),
+            rev("unreadable", created="yesterday"),
+            rev("stale-1"),
+            rev("stale-2"),
+        ],
+        latest_ready_revision="latest",
+        settings=RetentionSettings(
+            min_non_active=1,
+            max_non_active=None,
+            retain_since_create=timedelta(hours=1),
+            retain_since_last_active=None,
+        ),
+        now=now,
+    )
+    protected = {v.name: v.protected for v in verdicts}
+    assert protected == {
+        "latest": True,
+        "routed": True,
+        "unreadable": True,
+        "stale-1": False,
+        "stale-2": False,
+    }
+    actions = {v.name: v.action for v in verdicts}
+    # Equally old: the lower name goes first, the other is held by minNonActive=1.
+    assert (actions["stale-1"], actions["stale-2"]) == ("delete", "keep")

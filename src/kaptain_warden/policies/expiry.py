@@ -34,7 +34,6 @@ Cause = Literal["ttl", "ttl-after-finished", "retention"]
 
 # Retention verdicts whose reason starts like this hold a revision whatever its TTL says:
 # Knative itself protects it (latest ready, no-gc, routed) or we could not read it.
-_RETENTION_VETO_PREFIXES = ("protected:", "kept: unreadable", "kept: malformed")
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ def decide(
             retention = RevisionHold("revision retention was not planned")
         if isinstance(retention, RevisionHold):
             revision_veto = f"kept: {retention.reason}"
-        elif retention.action == "keep" and retention.reason.startswith(_RETENTION_VETO_PREFIXES):
+        elif retention.protected:
             revision_veto = retention.reason
         else:
             clocks.append(_retention_clock(retention, now))

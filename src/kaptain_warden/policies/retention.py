@@ -103,6 +103,9 @@ class RevisionVerdict:
     action: Action
     reason: str
     deletes_at: datetime | None
+    # Kept whatever else holds: Knative protects it, an InferenceService names it, or it
+    # cannot be read. Counted by neither minNonActive nor maxNonActive.
+    protected: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,7 +431,13 @@ def group_by_configuration(
 
 def _keep(namespace: str, name: str, uid: str, reason: str) -> RevisionVerdict:
     return RevisionVerdict(
-        namespace=namespace, name=name, uid=uid, action="keep", reason=reason, deletes_at=None
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        action="keep",
+        reason=reason,
+        deletes_at=None,
+        protected=True,
     )
 
 
