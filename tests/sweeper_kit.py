@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -28,7 +25,6 @@ from kaptain_warden.sweeper.settings import SweeperSettings
 
 P = "warden.kaptain.io"
 HOUR = timedelta(hours=1)
-T = TypeVar("T")
 
 #: (apiVersion, kind) -> (resource, rule id in the default policy)
 KINDS: dict[tuple[str, str], tuple[str, str]] = {
@@ -271,18 +267,6 @@ def sweeper(
         settings=SweeperSettings(namespaces=(namespace,), **settings),
         metrics=metrics,
     )
-
-
-def eventually(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 MINUTE = timedelta(minutes=1)

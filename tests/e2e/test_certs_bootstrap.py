@@ -6,8 +6,6 @@ import base64
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,7 @@ from kubernetes import client as k8s
 
 from kaptain_warden.certs.bootstrap import CertificateManager, CertsSettings, SyncResult
 from kaptain_warden.certs.rotation import BUNDLE_GENERATION
-from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.kube.client import request_json
-from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -89,28 +85,6 @@ def test_replicas_starting_together_agree_on_one_ca(
         assert (directory / "tls.crt").read_bytes() == data["tls.crt"]
         assert (directory / "ca.crt").read_bytes() == data["ca.crt"]
         assert (directory / "tls.crt").is_symlink()  # the atomic-swap layout
-
-
-@pytest.fixture
-def webhooks(kube_admin: k8s.ApiClient) -> Iterator[str]:
-    """Both webhook configurations, aimed at a closed loopback port and failing open."""
-    name = f"certs-{uuid.uuid4().hex[:8]}"
-    documents = webhook_configurations(
-        policy=load_policy(),
-        client=WebhookClient(url="https://127.0.0.1:9/"),
-        ca_bundle=b"",
-        name=name,
-        failure_policy="Ignore",
-    )
-    paths = (
-        f"{ADMISSION}/mutatingwebhookconfigurations",
-        f"{ADMISSION}/validatingwebhookconfigurations",
-    )
-    for path, document in zip(paths, documents, strict=True):
-        request_json(kube_admin, "POST", path, body=document)
-    yield name
-    for path in paths:
-        request_json(kube_admin, "DELETE", f"{path}/{name}")
 
 
 def bundles(kube_admin: k8s.ApiClient, name: str) -> list[tuple[bytes, str | None]]:

@@ -24,8 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +33,7 @@ from cryptography import x509
 from kubernetes import client as k8s
 
 from factories import review, secret
-from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.kube.client import request_json
-from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -113,28 +109,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-
-
-@pytest.fixture
-def webhooks(kube_admin: k8s.ApiClient) -> Iterator[str]:
-    """Both webhook configurations (aimed at a closed loopback port, failing open)."""
-    name = f"rotation-{uuid.uuid4().hex[:8]}"
-    documents = webhook_configurations(
-        policy=load_policy(),
-        client=WebhookClient(url="https://127.0.0.1:9/"),
-        ca_bundle=b"",
-        name=name,
-        failure_policy="Ignore",
-    )
-    paths = (
-        f"{ADMISSION}/mutatingwebhookconfigurations",
-        f"{ADMISSION}/validatingwebhookconfigurations",
-    )
-    for path, document in zip(paths, documents, strict=True):
-        request_json(kube_admin, "POST", path, body=document)
-    yield name
-    for path in paths:
-        request_json(kube_admin, "DELETE", f"{path}/{name}")
 
 
 class ServiceConnection(http.client.HTTPSConnection):

@@ -14,13 +14,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -36,22 +34,9 @@ from kaptain_warden.testing.controlplane import (
     crd_documents,
     find_binaries,
 )
+from polling import eventually
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _now() -> str:

@@ -16,11 +16,11 @@ import pytest
 from kubernetes import client as k8s
 
 from kaptain_warden.install.rbac import sweeper_cluster_rules, sweeper_lease_rules
+from polling import eventually
 from sweeper_kit import (
     HOUR,
     body,
     create,
-    eventually,
     exists,
     log_lines,
     now,

@@ -15,7 +15,8 @@ from kaptain_warden.sweeper.listing import ListRequest, list_all
 from kaptain_warden.sweeper.loop import CycleReport, Sweeper, run_forever
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
-from sweeper_kit import HOUR, body, create, eventually, exists, now, policy_for_tests
+from polling import eventually
+from sweeper_kit import HOUR, body, create, exists, now, policy_for_tests
 
 pytestmark = pytest.mark.e2e
 

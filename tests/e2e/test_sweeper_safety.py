@@ -12,12 +12,12 @@ from kubernetes import client as k8s
 from kaptain_warden.install.rbac import sweeper_cluster_rules
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy_text
+from polling import eventually
 from sweeper_kit import (
     HOUR,
     body,
     build_world,
     create,
-    eventually,
     exists,
     log_lines,
     now,
