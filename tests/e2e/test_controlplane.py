@@ -724,7 +724,7 @@ def test_start_failure_names_the_process_and_shows_its_log(
 def test_a_port_taken_meanwhile_is_retried_with_new_ports(
     control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_free_ports = controlplane._free_ports
+    real_free_ports = controlplane.free_ports
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -738,7 +738,7 @@ def test_a_port_taken_meanwhile_is_retried_with_new_ports(
             calls.append(ports)
             return ports
 
-        monkeypatch.setattr(controlplane, "_free_ports", first_etcd_port_taken)
+        monkeypatch.setattr(controlplane, "free_ports", first_etcd_port_taken)
         with ControlPlane(binaries=control_plane.binaries) as plane:
             assert len(calls) == 2
             assert plane.etcd_url == f"http://127.0.0.1:{calls[1][0]}"

@@ -69,6 +69,7 @@ __all__ = [
     "crd_documents",
     "find_binaries",
     "find_test_assets_script",
+    "free_ports",
     "install_crds",
     "run_test_assets",
 ]
@@ -509,7 +510,7 @@ class _Watchdog:
 # --------------------------------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """`count` distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
     sockets = []
     try:
@@ -846,7 +847,7 @@ class ControlPlane:
             etcd_peer_port,
             self._apiserver_port,
             self._controller_manager_port,
-        ) = _free_ports(4)
+        ) = free_ports(4)
         self._write_credentials()
         self._start_etcd(etcd_peer_port)
         self._start_apiserver()

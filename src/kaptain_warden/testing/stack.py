@@ -11,7 +11,6 @@ import atexit
 import contextlib
 import datetime as dt
 import shutil
-import socket
 import ssl
 import sys
 import tempfile
@@ -34,7 +33,12 @@ from kaptain_warden.install.webhook_configurations import (
 from kaptain_warden.kube.client import get_json, request_json
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.model import Policy
-from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError, ManagedProcess
+from kaptain_warden.testing.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    ManagedProcess,
+    free_ports,
+)
 
 PROBE_NAMESPACE = "warden-probe"
 _ADMISSION_REGISTRATION = "/apis/admissionregistration.k8s.io/v1/"
@@ -48,13 +52,6 @@ NOTEBOOK_SERVICE_ACCOUNT = "default-editor"
 def notebook_user(namespace: str) -> str:
     """The identity a Kubeflow notebook in `namespace` acts as."""
     return f"system:serviceaccount:{namespace}:{NOTEBOOK_SERVICE_ACCOUNT}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _create(api_client: k8s.ApiClient, path: str, body: dict[str, Any]) -> None:
@@ -216,7 +213,7 @@ class WardenStack:
         self.ca_path.write_bytes(ca.cert_pem)
         (self.work_dir / "tls.crt").write_bytes(serving.cert_pem)
         (self.work_dir / "tls.key").write_bytes(serving.key_pem)
-        self.port = _free_port()
+        (self.port,) = free_ports(1)
         self.start_server()
         self.register()
         self.wait_until_effective()

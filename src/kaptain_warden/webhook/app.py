@@ -23,8 +23,8 @@ from kaptain_warden.policies.evaluate import (
     is_excluded_namespace,
     needs_namespace_labels,
 )
+from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.loader import load_policy
-from kaptain_warden.policies.metadata import PARENT_LABELS
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.webhook import responses
 from kaptain_warden.webhook.metrics import CONTENT_TYPE, AdmissionMetrics
@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 Endpoint = Literal["mutate", "validate"]
 Verdict = Literal["allowed", "patched", "denied", "error"]
 JSON = "application/json"
-_PARENT_LABEL_KEYS = tuple(label for label, _, _ in PARENT_LABELS)
 # The bench endpoint's answer: a realistic review with nothing computed per request.
 _CONSTANT_REVIEW = responses.encode(responses.allowed("00000000-0000-0000-0000-000000000000"))
 
@@ -195,14 +194,7 @@ class AdmissionHandler:
         if self._parents is None or not self._governed_create(req):
             return None, False
         assert req.obj is not None  # checked by _governed_create
-        metadata = req.obj.get("metadata")
-        if not isinstance(metadata, Mapping):
-            return None, False
-        labels = metadata.get("labels")
-        names_parent = bool(metadata.get("ownerReferences")) or (
-            isinstance(labels, Mapping) and any(k in labels for k in _PARENT_LABEL_KEYS)
-        )
-        if not names_parent:
+        if not parent_refs(req.obj):
             return None, False
         try:
             return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj), False
