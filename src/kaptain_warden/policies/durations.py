@@ -60,3 +60,20 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def describe_duration(value: timedelta, *, largest_units: int | None = None) -> str:
+    """A duration for messages: `1d12h`, or with `largest_units=2` the two largest unit
+    positions only, floored (`3d4h`, `3d` for 3d0h5m); `0s` under a second."""
+    remaining = max(0, int(value.total_seconds()))
+    amounts = []
+    for unit, factor in _UNITS.items():
+        if unit == "w":
+            continue
+        count, remaining = divmod(remaining, factor)
+        amounts.append((count, unit))
+    first = next((i for i, (count, _) in enumerate(amounts) if count), None)
+    if first is None:
+        return "0s"
+    end = len(amounts) if largest_units is None else first + largest_units
+    return "".join(f"{count}{unit}" for count, unit in amounts[first:end] if count)

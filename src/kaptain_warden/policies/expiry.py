@@ -8,11 +8,17 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kaptain_warden.policies.completion import finished_at
-from kaptain_warden.policies.durations import DurationError, format_duration, parse_duration
+from kaptain_warden.policies.durations import (
+    DurationError,
+    describe_duration,
+    format_duration,
+    parse_duration,
+)
 from kaptain_warden.policies.evaluate import is_excluded_namespace
 from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.timestamps import format_time, parse_time
 
@@ -31,9 +37,6 @@ __all__ = [
 Action = Literal["delete", "keep"]
 #: Which clock sent an object away: `expires-at`, `ttl-after-finished`, or revision retention.
 Cause = Literal["ttl", "ttl-after-finished", "retention"]
-
-# Retention verdicts whose reason starts like this hold a revision whatever its TTL says:
-# Knative itself protects it (latest ready, no-gc, routed) or we could not read it.
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,17 @@ class RevisionHold:
 
 def rule_id_of(obj: Mapping[str, Any], policy: Policy) -> str | None:
     """The rule label of `obj`, or None."""
-    return _str_map(_metadata(obj).get("labels")).get(policy.keys.rule) or None
+    return string_map(metadata_of(obj).get("labels")).get(policy.keys.rule) or None
 
 
 def owner_of(obj: Mapping[str, Any], policy: Policy) -> str | None:
     """The exact owner (annotation), else the label-safe one (label), else None."""
-    meta = _metadata(obj)
+    meta = metadata_of(obj)
     key = policy.keys.owner
     return (
-        _str_map(meta.get("annotations")).get(key) or _str_map(meta.get("labels")).get(key) or None
+        string_map(meta.get("annotations")).get(key)
+        or string_map(meta.get("labels")).get(key)
+        or None
     )
 
 
@@ -119,9 +124,9 @@ def decide(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
     keys = policy.keys
-    meta = _metadata(obj)
-    labels = _str_map(meta.get("labels"))
-    annotations = _str_map(meta.get("annotations"))
+    meta = metadata_of(obj)
+    labels = string_map(meta.get("labels"))
+    annotations = string_map(meta.get("annotations"))
     kind = str(obj.get("kind", ""))
 
     if labels.get(keys.managed) != "true":
@@ -272,35 +277,9 @@ def _retention_clock(verdict: RevisionVerdict, now: datetime) -> _Clock:
     return _Clock("retention", False, deadline, f"retention: {verdict.reason}")
 
 
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _str_map(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-
-
 def _at(moment: datetime, now: datetime) -> str:
     """`at 2024-06-01T12:00:00Z (3h ago)` or `... (in 2d4h)`."""
     delta = now - moment
     if delta < timedelta(0):
-        return f"at {format_time(moment)} (in {_short(-delta)})"
-    return f"at {format_time(moment)} ({_short(delta)} ago)"
-
-
-def _short(delta: timedelta) -> str:
-    """`3d4h`, `2h15m`, `45s`: the two largest units, floored."""
-    seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return "0s"
-    parts: list[str] = []
-    for suffix, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        amount, seconds = divmod(seconds, size)
-        if amount or parts:
-            parts.append(f"{amount}{suffix}" if amount else "")
-        if len(parts) == 2:
-            break
-    return "".join(parts) or "0s"
+        return f"at {format_time(moment)} (in {describe_duration(-delta, largest_units=2)})"
+    return f"at {format_time(moment)} ({describe_duration(delta, largest_units=2)} ago)"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from kaptain_warden.policies.durations import describe_duration
+from kaptain_warden.policies.objects import string_map
 from kaptain_warden.policies.timestamps import parse_time
 
 __all__ = [
@@ -169,8 +171,8 @@ def plan_revision_retention(
         if not name:
             verdicts[index] = _keep(namespace, name, uid, "kept: malformed revision (no name)")
             continue
-        labels = _str_map(meta.get("labels"))
-        annotations = _str_map(meta.get("annotations"))
+        labels = string_map(meta.get("labels"))
+        annotations = string_map(meta.get("annotations"))
 
         reason = _protection(
             name=name,
@@ -357,7 +359,7 @@ def _fresh_reason(c: _Candidate, settings: RetentionSettings, now: datetime) -> 
     if settings.retain_since_create is not None and now - c.created < settings.retain_since_create:
         held.append(
             f"created {_ago(now - c.created)}, "
-            f"within retainSinceCreate={_duration(settings.retain_since_create)}"
+            f"within retainSinceCreate={describe_duration(settings.retain_since_create)}"
         )
     if (
         settings.retain_since_last_active is not None
@@ -365,7 +367,7 @@ def _fresh_reason(c: _Candidate, settings: RetentionSettings, now: datetime) -> 
     ):
         held.append(
             f"last active {_ago(now - c.last_active)}, "
-            f"within retainSinceLastActive={_duration(settings.retain_since_last_active)}"
+            f"within retainSinceLastActive={describe_duration(settings.retain_since_last_active)}"
         )
     if held:
         return "kept: " + "; ".join(held)
@@ -422,7 +424,7 @@ def group_by_configuration(
         meta = revision.get("metadata") if isinstance(revision, Mapping) else None
         if not isinstance(meta, Mapping):
             continue
-        configuration = _str_map(meta.get("labels")).get(CONFIGURATION_LABEL, "")
+        configuration = string_map(meta.get("labels")).get(CONFIGURATION_LABEL, "")
         if not configuration:
             continue
         groups.setdefault((_str(meta.get("namespace")), configuration), []).append(revision)
@@ -445,28 +447,7 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _str_map(value: object) -> dict[str, str]:
-    """Labels/annotations as str -> str; non-string entries (invalid in the API) dropped."""
-    if not isinstance(value, Mapping):
-        return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-
-
 def _ago(delta: timedelta) -> str:
     if delta < timedelta(0):
-        return f"{_duration(-delta, exact=False)} in the future"
-    return f"{_duration(delta, exact=False)} ago"
-
-
-def _duration(delta: timedelta, *, exact: bool = True) -> str:
-    """`2d`, `15h`, `1h30m`, `45s`; not exact: the two largest units only (floored)."""
-    remainder = int(delta.total_seconds())
-    amounts: list[tuple[int, str]] = []
-    for suffix, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        amount, remainder = divmod(remainder, size)
-        amounts.append((amount, suffix))
-    first = next((i for i, (amount, _) in enumerate(amounts) if amount), None)
-    if first is None:
-        return "0s"
-    shown = amounts[first:] if exact else amounts[first : first + 2]
-    return "".join(f"{amount}{suffix}" for amount, suffix in shown if amount)
+        return f"{describe_duration(-delta, largest_units=2)} in the future"
+    return f"{describe_duration(delta, largest_units=2)} ago"
