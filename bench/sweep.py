@@ -25,8 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kubernetes.client.exceptions import ApiException
-
 from kaptain_warden.kube.client import request_json, resource_path
 from kaptain_warden.policies.timestamps import format_time
 from kaptain_warden.testing.controlplane import ControlPlane
@@ -103,23 +101,6 @@ def manifest(api_version: str, kind: str, rule: str, name: str, *, expired: bool
     else:
         obj["spec"] = {}
     return obj
-
-
-def wait_for_crds(plane: ControlPlane, timeout: float = 60.0) -> None:
-    """Right after start-up, custom resources answer 429 "storage is (re)initializing"."""
-    deadline = time.monotonic() + timeout
-    with plane.api_client() as admin:
-        for api_version, _, resource, _, _ in MIX:
-            group, _, version = api_version.rpartition("/")
-            path = resource_path(group=group, version=version, resource=resource)
-            while True:
-                try:
-                    request_json(admin, "GET", path, query=[("limit", 1)])
-                    break
-                except ApiException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
 
 
 def populate(plane: ControlPlane, total: int, tag: str) -> int:
@@ -255,7 +236,6 @@ def main() -> None:
         # A fresh control plane per size: the pass sees exactly the objects made for it.
         with ControlPlane(crds=True) as plane:
             tag = f"n{total}"
-            wait_for_crds(plane)
             began = time.perf_counter()
             expired = populate(plane, total, tag)
             created = time.perf_counter() - began

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client as k8s
 
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi
-from kaptain_warden.sweeper.listing import ListRequest, list_all
+from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import CycleReport, Sweeper, run_forever
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
@@ -30,27 +29,9 @@ def own_control_plane() -> Iterator[ControlPlane]:
     except ControlPlaneError as error:
         pytest.fail(f"could not start a control plane: {error}", pytrace=False)
     try:
-        # Right after start-up the API server answers 429 "storage is (re)initializing" for
-        # custom resources for a moment; the test starts once every governed kind lists.
-        with plane.api_client() as admin:
-            api = KubeApi(admin)
-            eventually(
-                lambda: all(_lists(api, kind) for kind in policy_for_tests().kinds),
-                "every governed kind to be served",
-            )
         yield plane
     finally:
         plane.stop()
-
-
-def _lists(api: KubeApi, kind) -> bool:
-    try:
-        list_all(
-            api, ListRequest(api_version=kind.api_version, kind=kind.kind, resource=kind.resource)
-        )
-    except API_ERRORS:
-        return False
-    return True
 
 
 class RecordingSweeper(Sweeper):
@@ -122,12 +103,12 @@ def test_the_api_server_stopped_mid_cycle(own_control_plane, caplog):
                 assert sweeper.reports[1].errors and not sweeper.reports[1].entries
                 assert loop.is_alive()
                 os.killpg(apiserver.pid, signal.SIGCONT)
-                # Back: the next pass completes and deletes what the interrupted one could not.
+                # Back: a pass completes and deletes what the interrupted one could not. Not an
+                # exact count: a delete in flight when the server was stopped may still land
+                # after SIGCONT, though its client gave up (the objects are checked below).
+                resumed_at = len(sweeper.reports)
                 eventually(
-                    lambda: any(
-                        r.complete and r.deletion.deleted == 3 - interrupted.deletion.deleted
-                        for r in sweeper.reports
-                    ),
+                    lambda: any(r.complete for r in sweeper.reports[resumed_at:]),
                     "a complete pass once the API server is back",
                     timeout=60,
                 )
