@@ -15,7 +15,13 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.policies.kinds import known_kind
-from kaptain_warden.sweeper.deleter import Candidate, Deleter, is_transient, run_deletions
+from kaptain_warden.sweeper.deleter import (
+    Candidate,
+    Deleter,
+    is_transient,
+    is_unavailable,
+    run_deletions,
+)
 from kaptain_warden.sweeper.leader import LeaseSettings, _RoutineElectionFilter
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
@@ -250,11 +256,40 @@ def test_a_struggling_api_server_stops_the_phase_until_next_cycle(error):
             raise error
         return {}
 
+    metrics = SweeperMetrics()
     items = candidates(120)
-    summary = run_deletions(deleter(ScriptedApi(answer)), items, budget=500, batch_size=50)
+    summary = run_deletions(
+        deleter(ScriptedApi(answer), metrics=metrics), items, budget=500, batch_size=50
+    )
     assert summary.stopped is not None and "backing off" in summary.stopped
     assert summary.attempted == 50
-    assert [c.entry.outcome for c in items[50:]] == ["not-attempted"] * 70
+    # Unavailable is not an error: every delete, sent or not, is deferred to the next pass.
+    assert [c.entry.outcome for c in items] == ["deferred"] * 120
+    assert (summary.deferred, summary.errors) == (120, 0)
+    sample = {"group": "", "kind": "Secret"}
+    assert (
+        metrics.registry.get_sample_value("kaptain_warden_sweeper_deletes_deferred_total", sample)
+        == 120
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "kaptain_warden_sweeper_delete_errors_total", sample | {"status": "None"}
+        )
+        is None
+    )
+
+
+def test_a_server_error_is_an_error_and_still_backs_off():
+    def answer(method, path, kw):
+        if method == "DELETE":
+            raise api_error(500)
+        return {}
+
+    items = candidates(60)
+    summary = run_deletions(deleter(ScriptedApi(answer)), items, budget=500, batch_size=50)
+    assert summary.stopped is not None and "backing off" in summary.stopped
+    assert (summary.errors, summary.deferred) == (50, 0)
+    assert [c.entry.outcome for c in items[50:]] == ["not-attempted"] * 10
 
 
 def test_the_budget_stops_the_cycle_and_says_so():
@@ -293,6 +328,8 @@ def test_a_failed_event_does_not_fail_the_deletion():
 def test_transient_means_not_now():
     assert is_transient(api_error(500))
     assert is_transient(OSError("connection refused"))
+    assert is_unavailable(OSError("connection refused")) and is_unavailable(api_error(503))
+    assert not is_unavailable(api_error(500)) and not is_unavailable(api_error(403))
     assert not is_transient(api_error(403))
     assert not is_transient(api_error(422))
 

@@ -337,6 +337,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
                 f"kaptain-warden sweep: {report.deletion.errors} deletes failed (see the log)",
                 file=sys.stderr,
             )
+        if report.deletion.deferred:
+            print(
+                f"kaptain-warden sweep: {report.deletion.deferred} deletes deferred: the API "
+                "server was unavailable; the next pass sends them again",
+                file=sys.stderr,
+            )
         return EXIT_INCOMPLETE
     return 0
 

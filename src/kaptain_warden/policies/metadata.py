@@ -70,6 +70,15 @@ class MetadataKeys:
         return f"{self.prefix}/keep"
 
     @property
+    def backfilled_at(self) -> str:
+        """Annotation: RFC 3339 UTC time at which the sweeper's backfill stamped an object the
+        webhook missed (an outage, or made before the install); its TTL counts from then.
+
+        A system key: only the sweeper (a privileged identity) writes it.
+        """
+        return f"{self.prefix}/backfilled-at"
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Every label key the warden writes."""
         return (self.managed, self.owner, self.rule)
@@ -84,7 +93,15 @@ class MetadataKeys:
             self.expires_at,
             self.ttl_after_finished,
             self.keep,
+            self.backfilled_at,
         )
+
+    @property
+    def system_annotations(self) -> frozenset[str]:
+        """The annotations the warden computes and nobody else may set: decided on CREATE
+        (by the webhook) or by backfill, carried over unchanged on UPDATE. Every label in
+        `labels` is a system key too."""
+        return frozenset({self.owner, self.created_at, self.expires_at, self.backfilled_at})
 
     @property
     def managed_selector(self) -> str:

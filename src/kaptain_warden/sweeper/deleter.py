@@ -18,7 +18,14 @@ from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, erro
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import Outcome, ReportEntry
 
-__all__ = ["Candidate", "Deleter", "DeletionSummary", "is_transient", "run_deletions"]
+__all__ = [
+    "Candidate",
+    "Deleter",
+    "DeletionSummary",
+    "is_transient",
+    "is_unavailable",
+    "run_deletions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +38,9 @@ _EVENT_REASONS: dict[Cause | None, str] = {
 }
 # Statuses worth retrying later: the API server is overloaded or unwell (429, 5xx).
 _RETRY_LATER = frozenset({429, 500, 502, 503, 504})
+# Statuses that say the request was not carried out because the server (or the way to it) is
+# unavailable: the delete is deferred, not failed.
+_UNAVAILABLE = frozenset({429, 502, 503, 504})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -41,6 +51,18 @@ def is_transient(exc: BaseException) -> bool:
     """
     status = error_status(exc)
     return status is None or status in _RETRY_LATER
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the API server could not be reached or could not take the request now: no
+    answer at all (refused, reset, timed out), 429, 502, 503, 504.
+
+    A delete that fails so is `deferred`, not an `error`: nothing is wrong with the object and
+    the next pass, starting from a fresh list, sends it again (a timed-out delete that did
+    land is then `gone`). A 500 is an answer about this request and stays an error.
+    """
+    status = error_status(exc)
+    return status is None or status in _UNAVAILABLE
 
 
 @dataclass
@@ -60,6 +82,9 @@ class DeletionSummary:
     deleted: int
     errors: int
     stopped: str | None
+    # Deletes not carried out because the API server was unavailable (sent and failed so,
+    # or not sent after backing off): the next pass redoes them.
+    deferred: int = 0
 
 
 class Deleter:
@@ -79,6 +104,11 @@ class Deleter:
         self._dry_run = dry_run
         self._instance = reporting_instance[:128]
         self._metrics = metrics
+
+    @property
+    def metrics(self) -> SweeperMetrics | None:
+        """Where outcomes are counted (None: nowhere)."""
+        return self._metrics
 
     def delete(self, candidate: Candidate) -> bool:
         """Delete one object and record the outcome on its entry; True when it was transient.
@@ -128,11 +158,14 @@ class Deleter:
                 outcome, entry.detail = "gone", "already deleted"
             elif status == 409:
                 outcome, entry.detail = "conflict", "uid precondition failed: recreated"
+            elif is_unavailable(exc):
+                outcome, entry.detail = "deferred", f"API server unavailable: {describe_error(exc)}"
+                transient = True
             else:
                 outcome, entry.detail = "error", describe_error(exc)
                 transient = is_transient(exc)
             entry.outcome = outcome
-            level = logging.WARNING if outcome == "error" else logging.INFO
+            level = logging.WARNING if outcome in ("error", "deferred") else logging.INFO
             logger.log(
                 level,
                 "not deleted %s %s/%s: %s",
@@ -144,8 +177,10 @@ class Deleter:
             )
             if self._metrics is not None and outcome == "error":
                 self._metrics.delete_errors.labels(
-                    group=kind.group, kind=kind.kind, status=str(status or "connection")
+                    group=kind.group, kind=kind.kind, status=str(status)
                 ).inc()
+            if self._metrics is not None and outcome == "deferred":
+                self._metrics.deferred.labels(group=kind.group, kind=kind.kind).inc()
             return transient
         entry.outcome = "deleted"
         logger.info(
@@ -217,10 +252,12 @@ def run_deletions(
 
     Before each batch `guard` may stop the phase (it returns why, e.g. the lease is no longer
     ours). A transient API error stops the phase after its batch: the next cycle retries.
-    Candidates not reached are marked `not-attempted`.
+    Candidates not reached are marked `deferred` when the phase backed off from an unavailable
+    API server, else `not-attempted`.
     """
     attempted = 0
     stopped: str | None = None
+    backed_off = False
     position = 0
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="delete") as pool:
         while position < len(candidates):
@@ -240,16 +277,24 @@ def run_deletions(
             transient = list(pool.map(deleter.delete, batch))
             if any(transient):
                 stopped = "API server errors; backing off until the next cycle"
+                backed_off = any(c.entry.outcome == "deferred" for c in batch)
                 break
     for candidate in candidates[position:]:
-        candidate.entry.outcome = "not-attempted"
+        candidate.entry.outcome = "deferred" if backed_off else "not-attempted"
         if stopped:
             candidate.entry.detail = stopped
+        if backed_off and deleter.metrics is not None:
+            deleter.metrics.deferred.labels(
+                group=candidate.kind.group, kind=candidate.kind.kind
+            ).inc()
     if stopped:
         logger.warning("delete phase stopped: %s", stopped, extra={"attempted": attempted})
     deleted = sum(1 for c in candidates if c.entry.outcome == "deleted")
     errors = sum(1 for c in candidates if c.entry.outcome == "error")
-    return DeletionSummary(attempted=attempted, deleted=deleted, errors=errors, stopped=stopped)
+    deferred = sum(1 for c in candidates if c.entry.outcome == "deferred")
+    return DeletionSummary(
+        attempted=attempted, deleted=deleted, errors=errors, stopped=stopped, deferred=deferred
+    )
 
 
 def _log_fields(entry: ReportEntry) -> dict[str, Any]:

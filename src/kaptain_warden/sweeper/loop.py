@@ -60,8 +60,9 @@ class CycleReport:
 
     @property
     def complete(self) -> bool:
-        """True when every kind was read and no delete failed (a spent budget is fine)."""
-        return not self.errors and self.deletion.errors == 0
+        """True when every kind was read and every due delete was sent and did not fail (a
+        spent budget is fine; a deferred delete is not done)."""
+        return not self.errors and self.deletion.errors == 0 and self.deletion.deferred == 0
 
     @property
     def to_delete(self) -> list[ReportEntry]:
@@ -302,12 +303,13 @@ class Sweeper:
             else deletion.deleted
         )
         logger.info(
-            "sweep pass %s: %d governed objects, %d due, %s %d%s",
+            "sweep pass %s: %d governed objects, %d due, %s %d%s%s",
             "complete" if report.complete else "INCOMPLETE",
             len(report.entries),
             len(report.to_delete),
             done,
             count,
+            f", deferred {deletion.deferred}" if deletion.deferred else "",
             f" (stopped: {deletion.stopped})" if deletion.stopped else "",
             extra={
                 "seen": len(report.entries),
@@ -315,6 +317,7 @@ class Sweeper:
                 "deleted": deletion.deleted,
                 "attempted": deletion.attempted,
                 "deleteErrors": deletion.errors,
+                "deferred": deletion.deferred,
                 "stopped": deletion.stopped,
                 "errors": report.errors,
                 "notServed": report.not_served,

@@ -50,8 +50,15 @@ class SweeperMetrics:
         )
         self.delete_errors = Counter(
             f"{_PREFIX}_delete_errors",
-            "Deletes that failed (not counting 404 and 409, which are expected).",
+            "Deletes that failed (not 404 and 409, which are expected, nor deferred ones).",
             ["group", "kind", "status"],
+            registry=r,
+        )
+        self.deferred = Counter(
+            f"{_PREFIX}_deletes_deferred",
+            "Deletes not carried out because the API server was unavailable (no answer, 429, "
+            "502, 503, 504), or not sent after backing off from it; the next pass redoes them.",
+            ["group", "kind"],
             registry=r,
         )
         self.cycles = Counter(

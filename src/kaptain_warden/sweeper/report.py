@@ -18,9 +18,13 @@ __all__ = ["Outcome", "ReportEntry", "render_json", "render_table"]
 #:   would-delete   dry run: nothing was sent
 #:   gone           404: already deleted by someone else
 #:   conflict       409: the uid precondition failed (deleted and recreated under the name)
-#:   error          the API server failed the request; retried next cycle
-#:   not-attempted  the cycle stopped first (budget spent, leadership lost, API errors)
-Outcome = Literal["deleted", "would-delete", "gone", "conflict", "error", "not-attempted"]
+#:   error          the API server refused or failed the request; retried next cycle
+#:   deferred       the API server was unavailable (no answer, 429, 502-504), or the cycle
+#:                  backed off from it before sending; the next cycle redoes it
+#:   not-attempted  the cycle stopped first (budget spent, leadership lost, a 500)
+Outcome = Literal[
+    "deleted", "would-delete", "gone", "conflict", "error", "deferred", "not-attempted"
+]
 
 
 @dataclass

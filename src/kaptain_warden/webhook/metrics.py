@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -19,9 +23,64 @@ from prometheus_client.multiprocess import MultiProcessCollector
 # in that directory and any worker's /metrics sums them all.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# A server's samples directory: <prefix><arbiter pid>-<random>, so a later server can tell
+# whose it was.
+METRICS_DIR_PREFIX = "kaptain-warden-metrics-"
+
+logger = logging.getLogger(__name__)
 
 # Reviews take about a millisecond; the API server gives up after timeoutSeconds (default 10).
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_metrics_dirs(parent: str | None = None) -> list[str]:
+    """Remove the samples directories that servers which died without cleaning up left in
+    `parent` (default: the temporary directory); returns what was removed.
+
+    A killed server (SIGKILL, OOM) never runs its cleanup, and in a container its memory-backed
+    /tmp outlives the restart: left alone, every restart would add one more directory until the
+    volume's size limit evicts the pod. Only our own directories whose process is gone are
+    removed; a pid equal to ours is stale too (a restarted container runs as the same pid).
+    """
+    removed = []
+    base = Path(parent or tempfile.gettempdir())
+    for path in base.glob(f"{METRICS_DIR_PREFIX}*"):
+        pid_text = path.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or path.is_symlink() or not path.is_dir():
+                continue
+            if path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        pid = int(pid_text)
+        if pid != os.getpid() and _is_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    if removed:
+        logger.info(
+            "removed %d metrics directories left by servers that died",
+            len(removed),
+            extra={"removed": removed},
+        )
+    return removed
+
+
+def new_metrics_dir(parent: str | None = None) -> str:
+    """A fresh samples directory for this server, after removing the stale ones."""
+    remove_stale_metrics_dirs(parent)
+    return tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent)
 
 
 class AdmissionMetrics:

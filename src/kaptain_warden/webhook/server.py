@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from prometheus_client import multiprocess, values
 
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.webhook.app import create_app
-from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV
+from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV, new_metrics_dir
 from kaptain_warden.webhook.parents import ParentResolver
 from kaptain_warden.webhook.settings import WebhookSettings
 
@@ -136,7 +135,7 @@ def serve(
     On SIGTERM gunicorn stops accepting, lets workers finish in-flight reviews for up to
     `graceful_timeout_seconds`, closes kept-alive connections, then exits.
     """
-    metrics_dir = tempfile.mkdtemp(prefix="kaptain-warden-metrics-")
+    metrics_dir = new_metrics_dir()
     os.environ[MULTIPROCESS_ENV] = metrics_dir
     # prometheus_client picks its storage at import; another module may have imported it
     # before the variable was set, so pick again.
