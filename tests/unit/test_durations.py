@@ -43,6 +43,12 @@ def test_valid_durations_parse(text, expected):
         ("99999999w", "maximum"),
         (None, "not a duration"),
         (42, "not a duration"),
+        ("\u0663d", "not a duration"),  # Arabic-Indic digit
+        ("\uff11\uff10d", "not a duration"),  # full-width digits
+        ("7\u0663h", "not a duration"),
+        ("1" * 5000 + "d", "at most 32 characters"),
+        (" " * 40 + "1d", "at most 32 characters"),
+        ("9" * 30 + "s", "maximum"),
     ],
 )
 def test_invalid_durations_are_refused_with_a_reason(value, fragment):

@@ -8,7 +8,13 @@ from datetime import timedelta
 
 _UNITS: dict[str, int] = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 # Units must appear largest first and at most once, as in Go's time.ParseDuration output.
-_PATTERN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# ASCII digits only: without re.ASCII, `\d` also matches Arabic-Indic or full-width digits,
+# which int() reads but no operator would recognise in a manifest.
+_PATTERN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
+# The longest legal duration, `520w6d23h59m59s` and the like, is far shorter; the bound
+# refuses a tenant's thousands of digits before int() sees them (Python refuses to convert
+# more than 4,300 digits with a plain ValueError, and big ints cost quadratic time).
+MAX_LENGTH = 32
 # Ten years: anything longer is a typo (`7000d`), not a retention decision.
 MAX_DURATION = timedelta(days=3650)
 ACCEPTED = (
@@ -25,6 +31,11 @@ def parse_duration(text: object) -> timedelta:
     """Parse a duration string into a positive timedelta, or raise DurationError."""
     if not isinstance(text, str):
         raise DurationError(f"{text!r} is not a duration: expected {ACCEPTED}")
+    if len(text) > MAX_LENGTH:
+        raise DurationError(
+            f"{text[:MAX_LENGTH]!r}... ({len(text)} characters) is not a duration: "
+            f"at most {MAX_LENGTH} characters, expected {ACCEPTED}"
+        )
     stripped = text.strip()
     if not stripped:
         raise DurationError(f"an empty string is not a duration: expected {ACCEPTED}")
