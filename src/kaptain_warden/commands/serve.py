@@ -129,6 +129,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="on SIGTERM, how long in-flight reviews may take before workers are killed "
         "(default: %(default)s)",
     )
+    conns = parser.add_argument_group("connection deadlines and bounds")
+    for flag, field, what in (
+        ("--handshake-timeout", "handshake_timeout_seconds", "to finish the TLS handshake"),
+        ("--header-timeout", "header_timeout_seconds", "to send the request line and headers"),
+        ("--body-timeout", "body_timeout_seconds", "to send the body (and to read the answer)"),
+    ):
+        conns.add_argument(
+            flag,
+            metavar="SECONDS",
+            type=bounded(float, 0.1),
+            default=env_default(field.removesuffix("_seconds"), getattr(defaults, field)),
+            help=f"time a connection has {what}; then it is closed (default: %(default)s)",
+        )
+    conns.add_argument(
+        "--max-client-connections",
+        type=bounded(int, 1),
+        default=env_default("max_client_connections", defaults.max_client_connections),
+        help="connections one client address may hold per worker (default: %(default)s)",
+    )
+    conns.add_argument(
+        "--body-bytes-in-flight",
+        type=bounded(int, 1),
+        default=env_default("body_bytes_in_flight", defaults.body_bytes_in_flight),
+        help="request body bytes one worker holds at once; more waits (default: %(default)s)",
+    )
     reviews = parser.add_argument_group("reviews")
     reviews.add_argument(
         "--max-body-bytes",
@@ -238,6 +263,11 @@ def run(args: argparse.Namespace) -> int:
         keepalive_seconds=int(args.keepalive),
         graceful_timeout_seconds=int(args.graceful_timeout),
         max_body_bytes=int(args.max_body_bytes),
+        handshake_timeout_seconds=float(args.handshake_timeout),
+        header_timeout_seconds=float(args.header_timeout),
+        body_timeout_seconds=float(args.body_timeout),
+        max_client_connections=int(args.max_client_connections),
+        body_bytes_in_flight=int(args.body_bytes_in_flight),
         mutate_admits_on_error=args.mutate_on_error == "admit",
         validate_admits_on_error=args.validate_on_error == "admit",
         enable_bench_endpoint=args.enable_bench_endpoint,

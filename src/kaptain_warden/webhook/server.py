@@ -18,6 +18,7 @@ from kaptain_warden.webhook.app import create_app
 from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV, new_metrics_dir
 from kaptain_warden.webhook.parents import ParentResolver
 from kaptain_warden.webhook.settings import WebhookSettings
+from kaptain_warden.webhook.worker import ConnectionLimits, DeadlineWorker
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,16 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
         self.policy = policy
         self.announce = announce
         self.parents = parents
+        self.connection_limits = ConnectionLimits(
+            handshake_seconds=settings.handshake_timeout_seconds,
+            header_seconds=settings.header_timeout_seconds,
+            body_seconds=settings.body_timeout_seconds,
+            write_seconds=settings.body_timeout_seconds,
+            keepalive_seconds=settings.keepalive_seconds,
+            max_connections_per_client=settings.max_client_connections,
+            body_bytes_in_flight=settings.body_bytes_in_flight,
+            max_body_bytes=settings.max_body_bytes,
+        )
         super().__init__(prog="kaptain-warden serve")
 
     def load_config(self) -> None:
@@ -67,7 +78,8 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
             "workers": s.workers,
             # gthread: one connection per request would cost a TLS handshake each (the sync
             # worker closes every connection); threads keep a slow review from blocking others.
-            "worker_class": "gthread",
+            # DeadlineWorker is gthread whose threads never wait on a client (worker.py).
+            "worker_class": DeadlineWorker,
             "threads": s.threads,
             "keepalive": s.keepalive_seconds,
             "graceful_timeout": s.graceful_timeout_seconds,

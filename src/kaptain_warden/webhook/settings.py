@@ -24,7 +24,8 @@ class WebhookSettings:
     """Policy YAML file. Default None: the built-in policy for the Kaptain SDK's objects."""
 
     tls_cert_file: str | None = None
-    """PEM serving certificate (chain). Re-read for every new connection, so a renewed file
+    """PEM serving certificate (chain). Checked on every new connection and re-read when it
+    changes, so a renewed file
     applies without a restart. Required to serve; `serve --self-signed` generates one."""
 
     tls_private_key_file: str | None = None
@@ -48,6 +49,28 @@ class WebhookSettings:
     graceful_timeout_seconds: int = 20
     """On SIGTERM, how long in-flight reviews may take before workers are killed. Default 20,
     inside Kubernetes' default terminationGracePeriodSeconds of 30."""
+
+    handshake_timeout_seconds: float = 5.0
+    """How long a new connection may take to complete its TLS handshake. Default 5."""
+
+    header_timeout_seconds: float = 5.0
+    """How long the request line and headers may take, from the handshake or from the first
+    byte of a request on a kept-alive connection. Default 5 (the API server sends a review
+    in one go)."""
+
+    body_timeout_seconds: float = 10.0
+    """How long the body may take once the headers are read; also the bound on writing the
+    answer. Default 10, the API server's default webhook timeout."""
+
+    max_client_connections: int = 128
+    """Connections one client address may hold in one worker (handshaking, sending, or idle).
+    At the bound its oldest idle connection is closed for the new one, else the new one is
+    refused. Default 128: the API server reuses its connections."""
+
+    body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES
+    """Request body bytes one worker holds at once (being read, or being decided); a body that
+    does not fit waits unread for an earlier one to finish (one body always fits). Default
+    8 MiB. Bounds memory; see the README's formula."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest AdmissionReview body accepted; larger ones get HTTP 413. Default 8 MiB: etcd

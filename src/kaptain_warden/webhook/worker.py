@@ -1,0 +1,466 @@
+"""A gunicorn gthread worker whose threads only ever run the app: deadlines on every connection.
+
+gunicorn's gthread worker hands a connection to a thread as soon as it is readable; the thread
+then does the TLS handshake and reads the request line, headers and body with blocking reads
+and no deadline. Eight connections that send one byte each, or stop in the middle of their
+headers, hold all 2 x 4 threads, and every review waits behind them.
+
+Here the worker's main loop (one selector) does all of that without blocking: the TLS handshake,
+the request head and the whole body are read into a buffer, each phase under its own deadline;
+only a complete request goes to a thread, whose parser reads that buffer and never the socket.
+Idle kept-alive connections wait in the selector as well, so a connection costs a thread only
+while the app decides. The number of connections a client address holds in one worker is
+bounded (its oldest idle one gives way, else the new one is refused), and so are the body bytes
+a worker holds at once (a body that does not fit waits, unread, for an earlier one to finish).
+
+When the arbiter dies the worker dies with it (SIGKILL from the kernel, PR_SET_PDEATHSIG), so
+the port is free for a restart at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import errno
+import os
+import selectors
+import signal
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from gunicorn import http, util
+from gunicorn import sock as gsock
+from gunicorn.http import wsgi
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+
+# The request line and headers of an AdmissionReview POST are a few hundred bytes; gunicorn's
+# own limits (4094-byte line, 100 fields of 8190 bytes) are far above anything legitimate.
+MAX_HEAD_BYTES = 64 * 1024
+_READ_CHUNK = 64 * 1024
+# How often expired connections are looked for (the selector wakes at least this often).
+_TICK_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Deadlines and bounds of the worker; `WebhookSettings` fills them from `serve` flags."""
+
+    handshake_seconds: float = 5.0
+    header_seconds: float = 5.0
+    body_seconds: float = 10.0
+    write_seconds: float = 10.0
+    keepalive_seconds: float = 30.0
+    max_connections_per_client: int = 128
+    body_bytes_in_flight: int = 8 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+class _Conn(TConn):  # type: ignore[misc]
+    """A connection and where it stands: handshake, head, body, busy (in a thread) or idle."""
+
+    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.initialized = True  # the TLS wrap is ours; TConn.init must not wrap again
+        self.state = "handshake"
+        self.deadline = 0.0
+        self.buffer = bytearray()
+        self.needed = 0  # bytes of the current request (head + body) once the head is read
+        self.reserved = 0  # body bytes counted against the worker's budget
+        self.close_after = False  # answer, then close (the request was not read whole)
+        self.keepalive = True  # the head arrived before the worker began to stop
+        self.events = 0  # what the selector watches for (0: not registered)
+        self.address = client[0] if isinstance(client, tuple) and client else str(client)
+
+
+def _die_with_parent(ppid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != ppid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread with every read done by the selector loop under a deadline (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limits = getattr(self.app, "connection_limits", None)
+        self.limits = limits if isinstance(limits, ConnectionLimits) else ConnectionLimits()
+        self._waiting: set[_Conn] = set()  # every connection not in a thread
+        self._per_client: collections.Counter[str] = collections.Counter()
+        self._parked: collections.deque[_Conn] = collections.deque()  # bodies over the budget
+        self._reserved = 0
+        self._context: ssl.SSLContext | None = None
+        self._context_key: tuple[int, ...] = ()
+        self._next_sweep = 0.0
+
+    def init_process(self) -> None:
+        _die_with_parent(self.ppid)
+        super().init_process()
+
+    # -- TLS ---------------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The serving context, rebuilt when the certificate or key file changes."""
+        key: tuple[int, ...] = ()
+        for path in (self.cfg.certfile, self.cfg.keyfile):
+            try:
+                stat = os.stat(path)
+                key += (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            except OSError:
+                key += (0, 0, 0)
+        if self._context is None or key != self._context_key:
+            self._context = gsock.ssl_context(self.cfg)
+            self._context_key = key
+        return self._context
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def accept(self, listener: Any) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        address = client_addr[0] if isinstance(client_addr, tuple) else str(client_addr)
+        at_limit = self._per_client[address] >= self.limits.max_connections_per_client
+        if at_limit and not self._evict_idle(address):
+            self.log.debug("refusing a connection from %s: at its limit", address)
+            util.close(client_sock)
+            return
+        client_sock.setblocking(False)
+        try:
+            tls = self._ssl_context().wrap_socket(
+                client_sock,
+                server_side=True,
+                do_handshake_on_connect=False,
+                suppress_ragged_eofs=True,
+            )
+        except (OSError, ssl.SSLError):
+            util.close(client_sock)
+            return
+        conn = _Conn(self.cfg, tls, client_addr, listener.getsockname())
+        self.nr_conns += 1
+        self._per_client[conn.address] += 1
+        self._waiting.add(conn)
+        conn.deadline = time.monotonic() + self.limits.handshake_seconds
+        self._advance(conn)
+
+    def _evict_idle(self, address: str) -> bool:
+        """Close the oldest idle connection of `address`; False when it has none."""
+        idle = [c for c in self._waiting if c.address == address and c.state == "idle"]
+        if not idle:
+            return False
+        self._close(min(idle, key=lambda c: c.deadline))
+        return True
+
+    # -- the state machine, on the main thread -----------------------------------------------
+
+    def _on_event(self, conn: _Conn, _fileobj: Any) -> None:
+        self._advance(conn)
+
+    def _advance(self, conn: _Conn) -> None:
+        """Move `conn` on as far as its bytes allow; wait in the selector for the rest."""
+        try:
+            if conn.state == "handshake":
+                try:
+                    conn.sock.do_handshake()
+                except ssl.SSLWantReadError:
+                    self._watch(conn, selectors.EVENT_READ)
+                    return
+                except ssl.SSLWantWriteError:
+                    self._watch(conn, selectors.EVENT_WRITE)
+                    return
+                conn.state = "head"
+                conn.deadline = time.monotonic() + self.limits.header_seconds
+            if conn.state in ("head", "idle") and not self._read_head(conn):
+                return
+            if conn.state == "body" and not self._read_body(conn):
+                return
+        except (OSError, ValueError):
+            if conn.state != "closed":
+                self._close(conn)
+            return
+        if conn.state == "ready":
+            self._dispatch(conn)
+
+    def _recv(self, conn: _Conn, limit: int) -> bool | None:
+        """Read what is there, up to `limit` bytes in the buffer: True when something was
+        read, None when nothing is there yet (now watched), False when the peer is gone."""
+        got = False
+        while len(conn.buffer) < limit:
+            try:
+                chunk = conn.sock.recv(min(_READ_CHUNK, limit - len(conn.buffer)))
+            except ssl.SSLWantReadError:
+                self._watch(conn, selectors.EVENT_READ)
+                return got or None
+            except ssl.SSLWantWriteError:
+                self._watch(conn, selectors.EVENT_WRITE)
+                return got or None
+            if not chunk:
+                self._close(conn)
+                return False
+            conn.buffer += chunk
+            got = True
+        return True
+
+    def _read_head(self, conn: _Conn) -> bool:
+        if conn.buffer.find(b"\r\n\r\n") < 0:
+            got = self._recv(conn, MAX_HEAD_BYTES)
+            if got is False:
+                return False
+            if conn.state == "idle" and conn.buffer:
+                # The first byte of the next request: the header deadline starts now.
+                conn.state = "head"
+                conn.deadline = time.monotonic() + self.limits.header_seconds
+            if got is None:
+                return False
+        end = conn.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.buffer) >= MAX_HEAD_BYTES:
+                self._close(conn)
+            return False
+        conn.keepalive = self.alive
+        length = _content_length(bytes(conn.buffer[:end]))
+        head = end + 4
+        if length is None or length > 2 * self.limits.max_body_bytes:
+            # Chunked, malformed, or too large to be worth reading: gunicorn's parser and the
+            # app answer from the head alone (400, 411 or 413), then the connection closes.
+            conn.needed, conn.close_after = head, True
+            conn.state = "ready"
+            return True
+        conn.needed = head + length
+        conn.state = "body"
+        conn.deadline = time.monotonic() + self.limits.body_seconds
+        return True
+
+    def _read_body(self, conn: _Conn) -> bool:
+        if not conn.reserved:
+            body = conn.needed - conn.buffer.find(b"\r\n\r\n") - 4
+            if self._reserved and self._reserved + body > self.limits.body_bytes_in_flight:
+                # Not now: leave the bytes in the kernel (the client's send blocks) until an
+                # earlier body is done. Its deadline keeps running.
+                self._unwatch(conn)
+                if conn not in self._parked:
+                    self._parked.append(conn)
+                return False
+            conn.reserved = max(body, 1)
+            self._reserved += conn.reserved
+        if len(conn.buffer) < conn.needed:
+            got = self._recv(conn, conn.needed)
+            if got is not True or len(conn.buffer) < conn.needed:
+                return False
+        conn.state = "ready"
+        return True
+
+    def _dispatch(self, conn: _Conn) -> None:
+        """Hand a complete request to a thread; leftover bytes wait for the next request."""
+        self._unwatch(conn)
+        self._waiting.discard(conn)
+        request = bytes(conn.buffer[: conn.needed])
+        del conn.buffer[: conn.needed]
+        conn.parser = http.get_parser(self.cfg, [request], conn.client)
+        conn.state = "busy"
+        self.enqueue_req(conn)
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        callback = partial(self._on_event, conn)
+        if conn.events == 0:
+            self.poller.register(conn.sock, events, callback)
+        elif conn.events != events:
+            self.poller.modify(conn.sock, events, callback)
+        conn.events = events
+
+    def _unwatch(self, conn: _Conn) -> None:
+        if conn.events:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+            conn.events = 0
+
+    def _release(self, conn: _Conn) -> None:
+        if conn.reserved:
+            self._reserved -= conn.reserved
+            conn.reserved = 0
+            while self._parked:
+                waiting = self._parked.popleft()
+                if waiting in self._waiting:
+                    self._advance(waiting)
+                    if waiting in self._parked:  # still does not fit
+                        break
+
+    def _close(self, conn: _Conn) -> None:
+        self._unwatch(conn)
+        self._release(conn)
+        if conn in self._waiting:
+            self._waiting.discard(conn)
+        if conn in self._parked:
+            self._parked.remove(conn)
+        self._per_client[conn.address] -= 1
+        if self._per_client[conn.address] <= 0:
+            del self._per_client[conn.address]
+        self.nr_conns -= 1
+        conn.state = "closed"
+        util.close(conn.sock)
+
+    def _expire(self, force: bool = False) -> None:
+        """Close every waiting connection past its deadline (all of them with `force`)."""
+        now = time.monotonic()
+        for conn in [c for c in self._waiting if force or c.deadline <= now]:
+            self._close(conn)
+
+    # -- in a thread: only the app ---------------------------------------------------------
+
+    def handle(self, conn: _Conn) -> bool:
+        req = None
+        try:
+            # Blocking writes, bounded: a client that does not read its answer is dropped.
+            conn.sock.settimeout(self.limits.write_seconds)
+            req = next(conn.parser)
+            if not req:
+                return False
+            keepalive = self.handle_request(req, conn)
+            return bool(keepalive and not conn.close_after and conn.parser.finish_body())
+        except (http.errors.NoMoreData, StopIteration):
+            return False
+        except ssl.SSLError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
+                self.log.exception("Socket error processing request.")
+            return False
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.client, exc)
+            return False
+
+    def handle_request(self, req: Any, conn: _Conn) -> bool:
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            started = datetime.now()
+            resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
+            environ["wsgi.multithread"] = True
+            self.nr += 1  # (max_requests is not used: no autorestart here)
+            # A request whose head arrived before the worker began to stop keeps its
+            # connection (one more request may still come, answered with close).
+            if not conn.keepalive or not self.cfg.keepalive or conn.close_after:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                for item in respiter:
+                    resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - started)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent:
+                self.log.exception("Error handling request")
+                util.close_graceful(conn.sock)
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+    # -- back on the main thread -------------------------------------------------------------
+
+    def finish_request(self, conn: _Conn, fs: Any) -> None:
+        self._release(conn)
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        if conn.state == "closed":
+            return
+        if not keep:
+            self._close(conn)
+            return
+        try:
+            conn.sock.setblocking(False)
+        except OSError:
+            self._close(conn)
+            return
+        conn.state = "idle"
+        conn.close_after = False
+        conn.needed = 0
+        linger = self.limits.keepalive_seconds if self.alive else STOP_KEEPALIVE_LINGER
+        conn.deadline = time.monotonic() + min(self.limits.keepalive_seconds, linger)
+        self._waiting.add(conn)
+        # TLS may hold bytes of the next request already read from the socket: look now.
+        self._advance(conn)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.poller.register(
+            self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
+        )
+        self.set_accept_enabled(True)
+        while self.alive:
+            self.notify()
+            can_accept = self.nr_conns < self.worker_connections
+            if can_accept != self._accepting:
+                self.set_accept_enabled(can_accept)
+            self.wait_for_and_dispatch_events(timeout=_TICK_SECONDS)
+            if not self.is_parent_alive():
+                # No arbiter to hand over to: leave at once, so a restart can bind.
+                self._expire(force=True)
+                return
+            self._expire()
+
+        self.set_accept_enabled(False)
+        stop_by = time.monotonic() + STOP_KEEPALIVE_LINGER
+        for conn in self._waiting:
+            if conn.state == "idle":
+                conn.deadline = min(conn.deadline, stop_by)
+        graceful = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < graceful:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=_TICK_SECONDS)
+            if not self.is_parent_alive():
+                break
+            self._expire()
+        self._expire(force=True)
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+        for listener in self.sockets:
+            listener.close()
+
+
+def _content_length(head: bytes) -> int | None:
+    """The Content-Length of a request head; None when chunked, absent on a body, or malformed."""
+    length: int | None = 0
+    seen = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            text = value.strip()
+            if seen or not text.isdigit() or len(text) > 12:
+                return None
+            length, seen = int(text), True
+    return length
