@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install the project with its test extras
 
 .PHONY: assets
-assets: ## Build (once, cached) kube-apiserver, kube-controller-manager, kubectl, etcd and helm
+assets: ## Build (once, cached per version) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
 	hack/test-assets
 
 .PHONY: run
