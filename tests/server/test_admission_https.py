@@ -149,11 +149,34 @@ def test_reinvocation_on_a_stamped_object_returns_no_patch(server, session):
     assert again["response"]["allowed"] is True
 
 
-def test_update_never_restamps(server, session):
+def test_update_carries_the_stamp_over(server, session):
     stamped = stamp(server, session, secret())
-    bare = secret()  # an update that drops every warden key
+    bare = secret()  # a replace with one's own manifest: no warden key at all
     result = mutate(server, session, review(bare, operation="UPDATE", old=stamped))
-    assert patch_ops(result) == []
+    restored = patched(bare, result)
+    assert restored["metadata"]["labels"] == stamped["metadata"]["labels"]
+    assert restored["metadata"]["annotations"] == stamped["metadata"]["annotations"]
+    assert "warnings" not in result["response"]
+    doc = review(restored, operation="UPDATE", old=stamped)
+    assert validate(server, session, doc)["response"]["allowed"] is True
+
+
+def test_a_ttl_extension_recomputes_the_expiry(server, session):
+    stamped = stamp(server, session, secret())
+    created = when(stamped["metadata"]["annotations"][f"{P}/created-at"])
+    extended = copy.deepcopy(stamped)
+    extended["metadata"]["annotations"][f"{P}/ttl"] = "7d"
+    result = patched(
+        extended, mutate(server, session, review(extended, operation="UPDATE", old=stamped))
+    )
+    assert when(result["metadata"]["annotations"][f"{P}/expires-at"]) == created + timedelta(days=7)
+    doc = review(result, operation="UPDATE", old=stamped)
+    assert validate(server, session, doc)["response"]["allowed"] is True
+    over = copy.deepcopy(stamped)
+    over["metadata"]["annotations"][f"{P}/ttl"] = "31d"
+    over = patched(over, mutate(server, session, review(over, operation="UPDATE", old=stamped)))
+    message = denial(validate(server, session, review(over, operation="UPDATE", old=stamped)))
+    assert f'annotation {P}/ttl: "31d" is above the maximum of 30d' in message
 
 
 @pytest.mark.parametrize(
@@ -237,30 +260,44 @@ def denial(result: Any) -> str:
     return message
 
 
-def test_forged_owner_is_denied(server, session):
-    forged = stamp(server, session, secret(annotations={f"{P}/owner": "alice"}))
-    message = denial(validate(server, session, review(forged)))
-    assert f"annotation {P}/owner" in message
-    assert '"alice"' in message and f'"{NOTEBOOK}"' in message
+def test_a_forged_owner_is_replaced_with_a_warning_and_denied_unmutated(server, session):
+    forged = secret(annotations={f"{P}/owner": "alice"})
+    result = mutate(server, session, review(forged))
+    assert annotations(patched(forged, result))[f"{P}/owner"] == NOTEBOOK
+    assert any('"alice"' in w for w in result["response"]["warnings"])
+    unmutated = stamp(server, session, secret())
+    unmutated["metadata"]["annotations"][f"{P}/owner"] = "alice"
+    message = denial(validate(server, session, review(unmutated)))
+    assert f'annotation {P}/owner: "alice" must be "{NOTEBOOK}"' in message
 
 
 @pytest.mark.parametrize(
     ("change", "words"),
     [
         pytest.param(
-            lambda o: o["metadata"]["labels"].update({f"{P}/owner": "bob"}), "changing", id="change"
+            lambda o: o["metadata"]["labels"].update({f"{P}/owner": "bob"}),
+            f'label {P}/owner: "bob" must be',
+            id="change",
         ),
         pytest.param(
-            lambda o: o["metadata"]["annotations"].pop(f"{P}/expires-at"), "removing", id="remove"
+            lambda o: o["metadata"]["annotations"].pop(f"{P}/expires-at"),
+            f"annotation {P}/expires-at: absent must be",
+            id="remove",
         ),
     ],
 )
-def test_update_changing_or_removing_warden_metadata_is_denied(server, session, change, words):
+def test_update_changing_or_removing_system_keys_is_undone_or_denied(
+    server, session, change, words
+):
     stamped = stamp(server, session, secret())
     updated = copy.deepcopy(stamped)
     change(updated)
-    message = denial(validate(server, session, review(updated, operation="UPDATE", old=stamped)))
-    assert "is immutable after creation" in message and words in message
+    doc = review(updated, operation="UPDATE", old=stamped)
+    restored = patched(updated, mutate(server, session, doc))
+    assert restored["metadata"] == stamped["metadata"]
+    # The validator is the backstop when the mutator did not run.
+    message = denial(validate(server, session, doc))
+    assert words in message and "system keys never change after creation" in message
 
 
 @pytest.mark.parametrize(

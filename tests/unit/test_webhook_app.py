@@ -241,17 +241,40 @@ def test_a_failing_parent_lookup_never_blocks_admission(caplog):
     )
 
 
-def test_a_revision_stamped_with_an_inherited_owner_is_admitted_when_the_validators_lookup_fails():
+def test_a_failed_lookup_never_widens_what_the_requester_may_claim():
+    """Issue: after a failed lookup the validator used to stop judging the owner."""
+    failing = make_app(parents=RecordingParents(error=TimeoutError("API server too slow")))
+    # A notebook's Job naming an unreadable parent and claiming another owner.
+    obj = job()
+    obj["metadata"]["ownerReferences"] = revision()["metadata"]["ownerReferences"]
+    obj["metadata"]["annotations"] = {f"{P}/owner": "system:admin"}
+    answer = ok(failing, "/mutate", review(obj))
+    assert annotations(patched(obj, answer))[f"{P}/owner"] == NOTEBOOK  # the requester
+    assert any("system:admin" in w for w in answer["response"]["warnings"])
+    verdict = ok(failing, "/validate", review(obj))  # as if the mutator had not run
+    assert verdict["response"]["allowed"] is False
+    assert (
+        f'annotation {P}/owner: "system:admin" must be "{NOTEBOOK}"'
+        in (verdict["response"]["status"]["message"])
+    )
+
+
+def test_a_controller_object_whose_parents_cannot_be_read_inherits_nothing():
     stamping = make_app(parents=RecordingParents(owner=NOTEBOOK))
     obj = revision()
     result = patched(obj, ok(stamping, "/mutate", review(obj, user=KNATIVE, groups=())))
+    assert annotations(result)[f"{P}/owner"] == NOTEBOOK
     failing = make_app(parents=RecordingParents(error=TimeoutError("API server too slow")))
-    verdict = ok(failing, "/validate", review(result, user=KNATIVE, groups=()))
-    assert verdict["response"]["allowed"] is True
-    assert "not verified" in verdict["response"]["warnings"][0]
-    cannot_say = make_app(parents=RecordingParents(owner=None))
-    refused = ok(cannot_say, "/validate", review(result, user=KNATIVE, groups=()))
+    # The validator's own lookup fails: the Knative controller claims no one's ownership.
+    refused = ok(failing, "/validate", review(result, user=KNATIVE, groups=()))
     assert refused["response"]["allowed"] is False
+    assert "its parents could not be read" in refused["response"]["status"]["message"]
+    # The mutator's lookup fails: no rule governs the controller's own object, no warden keys.
+    stripped = patched(result, ok(failing, "/mutate", review(result, user=KNATIVE, groups=())))
+    assert not any(k.startswith(P) for k in annotations(stripped))
+    assert ok(failing, "/validate", review(stripped, user=KNATIVE, groups=()))["response"][
+        "allowed"
+    ]
 
 
 class Namespaces:

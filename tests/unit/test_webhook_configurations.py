@@ -48,7 +48,7 @@ def test_rules_cover_every_governed_kind_and_no_subresource():
     assert ("", "v1", "secrets") in registered
     assert ("serving.knative.dev", "v1", "revisions") in registered
     assert not any("/" in resource for _, _, resource in registered)
-    assert all(r["operations"] == ["CREATE"] for r in mutating["webhooks"][0]["rules"])
+    assert all(r["operations"] == ["CREATE", "UPDATE"] for r in mutating["webhooks"][0]["rules"])
     assert all(r["operations"] == ["CREATE", "UPDATE"] for r in validating["webhooks"][0]["rules"])
 
 

@@ -261,6 +261,24 @@ def test_review_shaped_documents_never_fail_the_server(client, path, document):
     check_answer(post(client, path, orjson.dumps(document)), document)
 
 
+def _warden(obj: Any) -> dict[str, Any]:
+    """The warden labels and annotations an object carries (`label k` / `annotation k`)."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    found: dict[str, Any] = {}
+    for section in ("labels", "annotations"):
+        values = metadata.get(section)
+        values = values if isinstance(values, dict) else {}
+        found.update({f"{section} {k}": v for k, v in values.items() if k in WARDEN_KEYS})
+    return found
+
+
+SYSTEM_KEYS = [
+    *(f"labels {P}/{k}" for k in ("managed", "owner", "rule")),
+    *(f"annotations {P}/{k}" for k in ("owner", "created-at")),
+]
+
+
 @PROPERTY
 @given(document=well_formed_reviews)
 def test_every_patch_applies_to_the_object_and_stamping_is_idempotent(client, document):
@@ -269,15 +287,22 @@ def test_every_patch_applies_to_the_object_and_stamping_is_idempotent(client, do
         return
     request = document["request"]
     stamped = jsonpatch.apply_patch(copy.deepcopy(request["object"]), patch_ops(answer))
-    labels = stamped["metadata"]["labels"]
-    assert all(key in labels for key in WARDEN_KEYS[:3])
-    metadata = request["object"].get("metadata")
-    before = metadata.get("labels") if isinstance(metadata, dict) else None
-    before = before if isinstance(before, dict) else {}
-    # Keys the object carried stay as they were (a forged one is the validator's to deny).
-    assert {k: labels[k] for k in before} == before
-    if f"{P}/managed" not in before:
-        assert labels[f"{P}/managed"] == "true"
+    after = _warden(stamped)
+    privileged = "system:masters" in request["userInfo"]["groups"]
+    if request["operation"] == "UPDATE":
+        # System keys are carried over from the old object, whatever the request sent.
+        before = _warden(request["oldObject"])
+        assert {k: after.get(k) for k in SYSTEM_KEYS} == {k: before.get(k) for k in SYSTEM_KEYS}
+    elif privileged:
+        # A privileged CREATE (a restore) keeps what it carries; missing keys are added.
+        sent = _warden(request["object"])
+        assert {k: after[k] for k in sent} == sent
+        assert all(k in after for k in SYSTEM_KEYS[:3])
+    else:
+        # A governed object gets every system key, computed; an ungoverned one none at all.
+        assert after.get(f"labels {P}/managed") in ("true", None)
+        present = [k in after for k in SYSTEM_KEYS]
+        assert all(present) or not any(present)
     again = copy.deepcopy(document)
     again["request"]["object"] = stamped
     assert patch_ops(check_answer(post(client, "/mutate", orjson.dumps(again)), again)) == []

@@ -101,9 +101,9 @@ def webhook_configurations(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (mutating, validating) webhook configurations for `policy`.
 
-    The mutating webhook sees CREATE only (it never stamps afterwards) and is reinvoked if
+    Both see CREATE and UPDATE: the mutating webhook stamps on CREATE and carries the warden
+    keys over on UPDATE (a replace with one's own manifest keeps them); it is reinvoked if
     another webhook changes the object (`IfNeeded`), which is safe because it is idempotent.
-    The validating webhook sees CREATE and UPDATE.
     """
     if not 1 <= timeout_seconds <= 30:
         raise ValueError(f"timeoutSeconds must be between 1 and 30, got {timeout_seconds}")
@@ -126,7 +126,7 @@ def webhook_configurations(
             {
                 "name": MUTATING_WEBHOOK,
                 "clientConfig": client.client_config("/mutate", ca_bundle),
-                "rules": webhook_rules(policy, ["CREATE"]),
+                "rules": webhook_rules(policy, ["CREATE", "UPDATE"]),
                 "reinvocationPolicy": "IfNeeded",
                 **common,
             }

@@ -97,11 +97,16 @@ class MetadataKeys:
         )
 
     @property
-    def system_annotations(self) -> frozenset[str]:
+    def system_annotations(self) -> tuple[str, ...]:
         """The annotations the warden computes and nobody else may set: decided on CREATE
         (by the webhook) or by backfill, carried over unchanged on UPDATE. Every label in
-        `labels` is a system key too."""
-        return frozenset({self.owner, self.created_at, self.expires_at, self.backfilled_at})
+        `labels` is a system key too. (A tuple: messages list them in a stable order.)"""
+        return (self.owner, self.created_at, self.expires_at, self.backfilled_at)
+
+    @property
+    def user_annotations(self) -> tuple[str, ...]:
+        """Annotations a person may set (within the rule's limits) and later change."""
+        return (self.ttl, self.ttl_after_finished, self.keep)
 
     @property
     def managed_selector(self) -> str:

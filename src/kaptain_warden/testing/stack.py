@@ -301,7 +301,7 @@ class WardenStack:
         """Probe with dry-run creates until the API server calls both webhooks.
 
         Webhook configurations take effect a few seconds after they are created: a stamped
-        dry-run Secret proves the mutating one, a denied forged owner the validating one.
+        dry-run Secret proves the mutating one, a denied unusable `ttl` the validating one.
         """
         with self.plane.api_client() as admin:
             create_profile_namespace(admin, PROBE_NAMESPACE)
@@ -313,7 +313,7 @@ class WardenStack:
         with self.plane.impersonating_api_client(user) as api_client:
             while True:
                 name = f"probe-{uuid.uuid4().hex[:8]}"
-                stamped = forged_denied = False
+                stamped = refused = False
                 with contextlib.suppress(ApiException):
                     secret = request_json(
                         api_client,
@@ -323,17 +323,18 @@ class WardenStack:
                         body={"metadata": {"name": name}},
                     )
                     stamped = keys.managed in (secret["metadata"].get("labels") or {})
-                forged = {"metadata": {"name": name, "annotations": {keys.owner: "probe-forger"}}}
+                # Only the validating webhook refuses a value the mutator leaves as sent.
+                unusable = {"metadata": {"name": name, "annotations": {keys.ttl: "probe"}}}
                 try:
-                    request_json(api_client, "POST", secrets, query=dry_run, body=forged)
+                    request_json(api_client, "POST", secrets, query=dry_run, body=unusable)
                 except ApiException as exc:
-                    forged_denied = exc.status == 403 and keys.owner in str(exc.body)
-                if stamped and forged_denied:
+                    refused = exc.status == 403 and keys.ttl in str(exc.body)
+                if stamped and refused:
                     return
                 if time.monotonic() > deadline:
                     raise ControlPlaneError(
                         f"the webhooks did not take effect within {timeout:.0f} s "
-                        f"(stamped={stamped}, forged owner denied={forged_denied})"
+                        f"(stamped={stamped}, unusable ttl denied={refused})"
                     )
                 time.sleep(0.2)
 

@@ -136,7 +136,7 @@ class AdmissionHandler:
                 namespace_labels=namespace_labels,
             )
             return _Outcome(
-                responses.patched(req.uid, mutation.patch),
+                responses.patched(req.uid, mutation.patch, warnings=mutation.warnings),
                 "patched" if mutation.patch else "allowed",
                 mutation.rule.id if mutation.rule is not None else None,
                 mutation.reason,
@@ -190,7 +190,10 @@ class AdmissionHandler:
         )
 
     def _inherited_owner(self, req: AdmissionRequest) -> tuple[str | None, bool]:
-        """(the inherited owner or None, whether the parents could not be read)."""
+        """(the inherited owner or None, whether the parents could not be read).
+
+        Only CREATE looks parents up: on UPDATE the owner is carried over from the old object.
+        """
         if self._parents is None or not self._governed_create(req):
             return None, False
         assert req.obj is not None  # checked by _governed_create
@@ -199,10 +202,10 @@ class AdmissionHandler:
         try:
             return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj), False
         except Exception:
-            # A lookup must never block an admission: decide without an inherited owner, and
-            # tell the validator so that it does not judge an owner it could not verify.
+            # A failed or refused lookup never widens what the requester may claim: the
+            # object inherits nothing and its owner is the requester.
             logger.warning(
-                "parent lookup failed; deciding without an inherited owner",
+                "parent lookup failed; the owner is the requester",
                 exc_info=True,
                 extra={"uid": req.uid, "object": _object_name(req)},
             )

@@ -12,8 +12,8 @@ class ParentResolver(Protocol):
     Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
     or in one of `policies.metadata.PARENT_LABELS`. An implementation should answer within a
     small time budget (the API server waits on every admission) and raise when the parents
-    cannot be read: the exception is logged, the mutator decides as if there were no parent,
-    and the validator does not judge the owner, so a lookup can never block an admission.
+    cannot be read: the exception is logged and both webhooks decide as if there were no
+    parent (the owner is the requester), so a failed lookup never widens a claim.
     """
 
     def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
