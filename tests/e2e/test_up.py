@@ -9,9 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
+from kaptain_warden.policies.timestamps import parse_time
 
 
 def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120.0) -> str:
@@ -62,7 +65,7 @@ def alive(pid: int) -> bool:
     return status.exists() and status.read_text().split(") ")[-1][:1] != "Z"
 
 
-def test_up_prints_lines_that_show_a_stamp_and_a_refusal_and_ctrl_c_stops_everything():
+def test_up_prints_lines_that_show_a_stamp_an_extension_and_a_refusal_and_ctrl_c_stops_all():
     process = subprocess.Popen(
         [sys.executable, "-m", "kaptain_warden.cli", "up", "--no-controller-manager"],
         stdout=subprocess.PIPE,
@@ -74,7 +77,7 @@ def test_up_prints_lines_that_show_a_stamp_and_a_refusal_and_ctrl_c_stops_everyt
         output = read_until(process, "Ctrl-C stops everything")
         kubeconfig = re.search(r"export KUBECONFIG=(\S+)", output).group(1)
         commands = [line.strip() for line in output.splitlines() if "kubectl -n team-a" in line]
-        assert len(commands) == 3, output
+        assert len(commands) == 4, output
         env = dict(os.environ, KUBECONFIG=kubeconfig)
         env.pop("KUBERNETES_SERVICE_HOST", None)
 
@@ -84,12 +87,19 @@ def test_up_prints_lines_that_show_a_stamp_and_a_refusal_and_ctrl_c_stops_everyt
         assert "warden.kaptain.io/managed" in stamp.stdout
         assert "warden.kaptain.io/expires-at" in stamp.stdout
         assert "system:serviceaccount:team-a:default-editor" in stamp.stdout
-        forged = run_printed(commands[2], env)
-        assert forged.returncode != 0
-        assert (
-            'denied the request: annotation warden.kaptain.io/owner: "someone-else"'
-            in forged.stderr
+        created_at = re.search(r"warden.kaptain.io/created-at: \"?([0-9TZ:-]+)", stamp.stdout)
+        extended = run_printed(commands[2], env)
+        assert extended.returncode == 0, extended.stderr
+        expires_at = re.search(r"warden.kaptain.io/expires-at: \"?([0-9TZ:-]+)", extended.stdout)
+        assert parse_time(expires_at.group(1)) == parse_time(created_at.group(1)) + timedelta(
+            days=7
         )
+        refused = run_printed(commands[3], env)
+        assert refused.returncode != 0
+        assert (
+            'denied the request: annotation warden.kaptain.io/ttl: "90d" is above the maximum '
+            'of 30d that rule "credentials-secrets" allows'
+        ) in refused.stderr
 
         sweep_line = next(line.strip() for line in output.splitlines() if "sweep --dry-run" in line)
         argv = shlex.split(sweep_line)

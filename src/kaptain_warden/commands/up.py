@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
@@ -12,18 +11,9 @@ from pathlib import Path
 from types import FrameType
 
 DEMO_NAMESPACE = "team-a"
-
-
-def _forged_manifest(path: Path, owner_key: str) -> Path:
-    """A Secret claiming someone else as its owner: the validating webhook must refuse it."""
-    forged = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "forged", "annotations": {owner_key: "someone-else"}},
-        "stringData": {"token": "not-yours"},
-    }
-    path.write_text(json.dumps(forged, indent=2) + "\n")
-    return path
+# A TTL extension within the default policy's maxTtl (30d), and one above it.
+EXTENDED_TTL = "7d"
+OVER_LIMIT_TTL = "90d"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -53,10 +43,10 @@ def _run(args: argparse.Namespace) -> int:
                 create_profile_namespace(admin, DEMO_NAMESPACE)
             user = notebook_user(DEMO_NAMESPACE)
             kubectl = shlex.quote(str(plane.kubectl_path))
-            forged = _forged_manifest(
-                stack.work_dir / "forged-secret.json", stack.policy.keys.owner
-            )
-            prefix = stack.policy.keys.prefix
+            keys = stack.policy.keys
+            prefix = keys.prefix
+            as_notebook = f"{kubectl} -n {DEMO_NAMESPACE} --as={user}"
+            annotate = f"{as_notebook} annotate --overwrite secret s3-creds {keys.ttl}"
             print(
                 f"""
 kaptain-warden is running against a local Kubernetes API server.
@@ -69,11 +59,13 @@ Paste these into another terminal:
 
   export KUBECONFIG={plane.kubeconfig_path}
   # 1. a notebook creates a registry Secret: the warden stamps owner and TTL
-  {kubectl} -n {DEMO_NAMESPACE} --as={user} create secret generic s3-creds --from-literal=key=v
+  {as_notebook} create secret generic s3-creds --from-literal=key=v
   # 2. look at the stamp
   {kubectl} -n {DEMO_NAMESPACE} get secret s3-creds -o yaml | grep {prefix}
-  # 3. a Secret that claims someone else as its owner is rejected
-  {kubectl} -n {DEMO_NAMESPACE} --as={user} create -f {forged}
+  # 3. the owner extends its lifetime: expires-at is recomputed from created-at
+  {annotate}={EXTENDED_TTL} -o yaml | grep {keys.expires_at}
+  # 4. beyond the policy's maxTtl, the change is refused
+  {annotate}={OVER_LIMIT_TTL}
 
   # and what the sweeper would do:
   kaptain-warden sweep --dry-run --kubeconfig {plane.kubeconfig_path}
