@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import get_json, request_json
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
+from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user
+from polling import eventually
 
 KEYS = MetadataKeys()
 KNATIVE = "system:serviceaccount:knative-serving:controller"
@@ -124,6 +131,15 @@ def notebook(control_plane: ControlPlane, profile: str) -> Iterator[k8s.ApiClien
         yield api_client
 
 
+def kubectl_as_notebook(
+    control_plane: ControlPlane, namespace: str, *args: str | Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """kubectl as the namespace's notebook identity, the way a notebook user types it."""
+    return control_plane.run_kubectl(
+        "-n", namespace, f"--as={notebook_user(namespace)}", *map(str, args), check=check
+    )
+
+
 def create(
     api: k8s.ApiClient, kind: str, namespace: str, obj: dict[str, Any], **query: str
 ) -> dict[str, Any]:
@@ -185,14 +201,21 @@ def test_legacy_tf_operator_shape_gets_native_ttl_under_spec(notebook, profile):
     assert "runPolicy" not in created["spec"]
 
 
-def test_forged_owner_is_rejected_with_the_webhooks_message(notebook, profile):
-    message = denial(
-        notebook,
-        "Secret",
-        profile,
-        body("Secret", "forged", annotations={KEYS.owner: "someone-else"}),
+def test_a_forged_owner_is_replaced_and_kubectl_prints_the_warning(
+    control_plane, warden, profile, tmp_path
+):
+    manifest = tmp_path / "forged.json"
+    manifest.write_text(
+        json.dumps(body("Secret", "forged", annotations={KEYS.owner: "someone-else"}))
     )
-    assert f'annotation {KEYS.owner}: "someone-else" is not the owner of this object' in message
+    result = kubectl_as_notebook(control_plane, profile, "create", "-o", "json", "-f", manifest)
+    assert (
+        f'Warning: kaptain-warden replaced annotation {KEYS.owner} "someone-else" with '
+        f'"{notebook_user(profile)}"'
+    ) in result.stderr
+    assert json.loads(result.stdout)["metadata"]["annotations"][KEYS.owner] == notebook_user(
+        profile
+    )
 
 
 def test_ttl_above_max_is_rejected(notebook, profile):
@@ -211,20 +234,15 @@ def test_user_ttl_within_max_is_honoured(notebook, profile):
     assert KEYS.expires_at in annotations
 
 
-def test_update_removing_warden_metadata_is_rejected(notebook, profile):
+def test_a_patch_removing_a_system_key_leaves_it_in_place(notebook, profile):
     created = create(notebook, "Secret", profile, body("Secret", "kept"))
     path = PATHS["Secret"].format(ns=profile) + "/kept"
     patch = [{"op": "remove", "path": f"/metadata/labels/{KEYS.managed.replace('/', '~1')}"}]
-    with pytest.raises(ApiException) as info:
-        request_json(
-            notebook, "PATCH", path, body=patch, content_type="application/json-patch+json"
-        )
-    assert info.value.status == 403
-    assert (
-        f"label {KEYS.managed} is immutable after creation"
-        in json.loads(info.value.body)["message"]
+    patched = request_json(
+        notebook, "PATCH", path, body=patch, content_type="application/json-patch+json"
     )
-    assert get_json(notebook, path)["metadata"]["labels"] == created["metadata"]["labels"]
+    assert patched["metadata"]["labels"] == created["metadata"]["labels"]
+    assert get_json(notebook, path)["metadata"]["labels"][KEYS.managed] == "true"
 
 
 def test_update_of_unrelated_fields_is_allowed(notebook, profile):
@@ -297,24 +315,8 @@ def test_revision_created_by_knative_inherits_the_inference_service_owner(
     control_plane, kube_admin, notebook, profile
 ):
     create(notebook, "KServe", profile, body("KServe", "mnist"))
+    bind_cluster_admin(kube_admin, f"knative-{profile}", "knative-serving", "controller")
     with control_plane.impersonating_api_client(KNATIVE, ["system:serviceaccounts"]) as knative:
-        # The Knative controller has cluster-wide rights on its kinds (cluster-admin in this test).
-        request_json(
-            kube_admin,
-            "POST",
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            body={
-                "metadata": {"name": f"knative-{profile}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "cluster-admin",
-                },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": "controller", "namespace": "knative-serving"}
-                ],
-            },
-        )
         revision = body(
             "Revision",
             "mnist-predictor-00001",
@@ -326,6 +328,270 @@ def test_revision_created_by_knative_inherits_the_inference_service_owner(
         created = create(knative, "Revision", profile, revision)
     assert created["metadata"]["annotations"][KEYS.owner] == notebook_user(profile)
     assert created["metadata"]["labels"][KEYS.rule] == "knative-revisions"
+
+
+# --- the metadata contract with real clients: replace, apply, export, annotate ---------------
+
+
+def write(path: Path, obj: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def secret_path(profile: str, name: str) -> str:
+    return PATHS["Secret"].format(ns=profile) + f"/{name}"
+
+
+def warden_keys(obj: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The object's warden labels and annotations."""
+    meta = obj["metadata"]
+    return {
+        section: {k: v for k, v in (meta.get(section) or {}).items() if k.startswith(KEYS.prefix)}
+        for section in ("labels", "annotations")
+    }
+
+
+# `{"auths":{}}`: a second valid .dockerconfigjson, so that an update changes something.
+OTHER_DOCKER_CONFIG = "eyJhdXRocyI6e319"
+
+
+@pytest.mark.parametrize(
+    "apply",
+    [
+        pytest.param(("replace", "-f"), id="replace"),
+        pytest.param(("apply", "-f"), id="apply"),
+        pytest.param(("apply", "--server-side", "-f"), id="apply-server-side"),
+    ],
+)
+def test_updating_with_ones_own_manifest_keeps_the_stamp(
+    control_plane, warden, notebook, profile, tmp_path, apply
+):
+    """kubectl replace / apply / apply --server-side send the user's own manifest, which has
+    no warden key: the update succeeds and every warden key stays as it was."""
+    own = body("Secret", "own")
+    first = "create" if apply[0] == "replace" else apply[0]
+    options = apply[1:-1] if apply[0] == "apply" else ()
+    kubectl_as_notebook(control_plane, profile, first, *options, "-f", write(tmp_path / "a", own))
+    before = get_json(notebook, secret_path(profile, "own"))
+    assert before["metadata"]["labels"][KEYS.managed] == "true"
+    own["data"] = {".dockerconfigjson": OTHER_DOCKER_CONFIG}
+    result = kubectl_as_notebook(control_plane, profile, *apply, write(tmp_path / "b", own))
+    assert "kaptain-warden" not in result.stderr  # nothing was replaced: no warning
+    after = get_json(notebook, secret_path(profile, "own"))
+    assert after["data"][".dockerconfigjson"] == OTHER_DOCKER_CONFIG
+    assert warden_keys(after) == warden_keys(before)
+
+
+def test_kubectl_replace_of_an_inference_service_keeps_the_stamp(
+    control_plane, warden, notebook, profile, tmp_path
+):
+    """The issue's first failure: redeploying a model with the user's own manifest."""
+    isvc = body("KServe", "sklearn-iris")
+    isvc["spec"]["predictor"] = {"minReplicas": 1}
+    kubectl_as_notebook(control_plane, profile, "create", "-f", write(tmp_path / "a", isvc))
+    path = PATHS["KServe"].format(ns=profile) + "/sklearn-iris"
+    before = get_json(notebook, path)
+    isvc["spec"]["predictor"] = {"minReplicas": 2}
+    kubectl_as_notebook(control_plane, profile, "replace", "-f", write(tmp_path / "b", isvc))
+    after = get_json(notebook, path)
+    assert after["spec"]["predictor"]["minReplicas"] == 2
+    assert warden_keys(after) == warden_keys(before)
+    assert after["metadata"]["labels"][KEYS.rule] == "inference-services"
+
+
+def test_export_edit_create_gets_a_fresh_created_at(
+    control_plane, warden, notebook, profile, tmp_path
+):
+    kubectl_as_notebook(
+        control_plane, profile, "create", "-f", write(tmp_path / "a", body("Secret", "again"))
+    )
+    exported = yaml.safe_load(
+        kubectl_as_notebook(control_plane, profile, "get", "secret", "again", "-o", "yaml").stdout
+    )
+    old_created = exported["metadata"]["annotations"][KEYS.created_at]
+    # A later day in a user's life, shortened to the next second of the clock.
+    eventually(lambda: format_time(datetime.now(UTC)) > old_created, "the next second", 5)
+    kubectl_as_notebook(control_plane, profile, "delete", "secret", "again")
+    del exported["metadata"]["resourceVersion"]  # kubectl create refuses it otherwise
+    exported["data"] = {".dockerconfigjson": OTHER_DOCKER_CONFIG}
+    edited = tmp_path / "again.yaml"
+    edited.write_text(yaml.safe_dump(exported))
+    result = kubectl_as_notebook(control_plane, profile, "create", "-o", "json", "-f", edited)
+    created = json.loads(result.stdout)
+    annotations = created["metadata"]["annotations"]
+    fresh = parse_time(annotations[KEYS.created_at])
+    assert fresh > parse_time(old_created)
+    assert abs(fresh - parse_time(created["metadata"]["creationTimestamp"])) <= timedelta(seconds=2)
+    assert annotations[KEYS.expires_at] == format_time(fresh + timedelta(days=1))
+    assert f'replaced annotation {KEYS.created_at} "{old_created}"' in result.stderr
+
+
+def test_a_ttl_change_by_annotation_recomputes_the_expiry_and_over_limit_is_denied(
+    control_plane, warden, notebook, profile
+):
+    created = create(notebook, "Secret", profile, body("Secret", "extended"))
+    created_at = parse_time(created["metadata"]["annotations"][KEYS.created_at])
+
+    def annotate(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kubectl_as_notebook(
+            control_plane,
+            profile,
+            "annotate",
+            "--overwrite",
+            "secret",
+            "extended",
+            *args,
+            check=check,
+        )
+
+    annotate(f"{KEYS.ttl}=3d")
+    extended = get_json(notebook, secret_path(profile, "extended"))["metadata"]["annotations"]
+    assert extended[KEYS.ttl] == "3d"
+    assert parse_time(extended[KEYS.expires_at]) == created_at + timedelta(days=3)
+    refused = annotate(f"{KEYS.ttl}=45d", check=False)
+    assert refused.returncode != 0
+    assert (
+        f'denied the request: annotation {KEYS.ttl}: "45d" is above the maximum of 30d that '
+        'rule "credentials-secrets" allows'
+    ) in refused.stderr
+    # Removing a user key keeps it (absent means unchanged); a system key cannot be relabelled.
+    annotate(f"{KEYS.ttl}-")
+    kept = kubectl_as_notebook(
+        control_plane,
+        profile,
+        "label",
+        "--overwrite",
+        "secret",
+        "extended",
+        f"{KEYS.owner}=mallory",
+    )
+    assert f'kept label {KEYS.owner} "{owner_label_value(notebook_user(profile))}"' in kept.stderr
+    final = get_json(notebook, secret_path(profile, "extended"))
+    assert final["metadata"]["annotations"] == {**extended}
+    assert final["metadata"]["labels"] == created["metadata"]["labels"]
+
+
+def bind_cluster_admin(kube_admin: k8s.ApiClient, name: str, namespace: str, account: str) -> None:
+    """A controller's ServiceAccount with cluster-wide rights on its kinds (cluster-admin here)."""
+    request_json(
+        kube_admin,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        body={
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )
+
+
+def test_kserve_creates_and_reconciles_the_predictors_knative_service(
+    control_plane, kube_admin, notebook, profile
+):
+    """Replays the requests of the KServe v0.20.0 manager for a serverless predictor.
+
+    kserve v0.20.0, pkg/controller/v1beta1/inferenceservice/components/predictor.go
+    (buildObjectMeta): the component's labels are the InferenceService's labels, plus
+    `serving.kserve.io/inferenceservice` and `component`; its annotations are the
+    InferenceService's. reconcilers/knative/ksvc_reconciler.go (createKnativeService): the
+    Knative Service gets those labels in `metadata.labels` and on the revision template, the
+    annotations only on the revision template (`metadata.annotations` holds just KServe's
+    rollout keys); Reconcile() creates it, then on every later reconcile sends
+    Update(desired, DryRunAll) with the existing resourceVersion and creator/updater
+    annotations, and Update(existing) with the labels the dry run answered.
+    """
+    isvc = create(
+        notebook,
+        "KServe",
+        profile,
+        body("KServe", "mnist", labels={"team": "vision"}, annotations={KEYS.ttl: "2h"}),
+    )
+    assert KEYS.expires_at in isvc["metadata"]["annotations"]
+    account = "kserve-controller-manager"
+    bind_cluster_admin(kube_admin, f"kserve-{profile}", "kserve", account)
+    component_labels = {
+        **isvc["metadata"]["labels"],
+        "serving.kserve.io/inferenceservice": "mnist",
+        "component": "predictor",
+    }
+    desired = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "mnist-predictor",
+            "namespace": profile,
+            "labels": component_labels,
+            "annotations": {},
+            "ownerReferences": [
+                {
+                    "apiVersion": "serving.kserve.io/v1beta1",
+                    "kind": "InferenceService",
+                    "name": "mnist",
+                    "uid": isvc["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "template": {
+                "metadata": {
+                    "labels": component_labels,
+                    "annotations": {
+                        **isvc["metadata"]["annotations"],
+                        "autoscaling.knative.dev/min-scale": "1",
+                        "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
+                    },
+                },
+                "spec": {"containers": [{"name": "kserve-container", "image": "kserve/sklearn"}]},
+            },
+            "traffic": [{"latestRevision": True, "percent": 100}],
+        },
+    }
+    user = f"system:serviceaccount:kserve:{account}"
+    groups = ["system:serviceaccounts", "system:serviceaccounts:kserve"]
+    path = PATHS["KnativeService"].format(ns=profile) + "/mnist-predictor"
+    with control_plane.impersonating_api_client(user, groups) as kserve:
+        created = create(kserve, "KnativeService", profile, copy.deepcopy(desired))
+        labels, annotations = created["metadata"]["labels"], created["metadata"]["annotations"]
+        assert labels[KEYS.rule] == "knative-serving"
+        assert labels[KEYS.owner] == owner_label_value(notebook_user(profile))
+        assert annotations[KEYS.owner] == notebook_user(profile)
+        # Its own rule: no expiry inherited from the InferenceService.
+        assert KEYS.ttl not in annotations and KEYS.expires_at not in annotations
+        # Reconcile: the dry-run update of a desired object without warden annotations.
+        desired["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
+        for key in ("serving.knative.dev/creator", "serving.knative.dev/lastModifier"):
+            # Go reads a missing map key as "": copied as such when Knative's webhook is absent.
+            desired["metadata"]["annotations"][key] = created["metadata"]["annotations"].get(
+                key, ""
+            )
+        dry = request_json(kserve, "PUT", path, body=desired, query=[("dryRun", "All")])
+        assert warden_keys(dry) == warden_keys(created)
+        existing = get_json(kserve, path)
+        existing["metadata"]["labels"] = dry["metadata"]["labels"]
+        existing["spec"] = dry["spec"]
+        updated = request_json(kserve, "PUT", path, body=existing)
+        assert warden_keys(updated) == warden_keys(created)
+    # Knative then makes the Revision from the template: the InferenceService's keys arrive.
+    bind_cluster_admin(kube_admin, f"knative-{profile}", "knative-serving", "controller")
+    with control_plane.impersonating_api_client(KNATIVE, ["system:serviceaccounts"]) as knative:
+        template = desired["spec"]["template"]["metadata"]
+        revision = body(
+            "Revision",
+            "mnist-predictor-00001",
+            labels={**template["labels"], "serving.knative.dev/configuration": "mnist-predictor"},
+            annotations=template["annotations"],
+        )
+        made = create(knative, "Revision", profile, revision)
+    annotations = made["metadata"]["annotations"]
+    assert made["metadata"]["labels"][KEYS.rule] == "knative-revisions"
+    assert annotations[KEYS.owner] == notebook_user(profile)
+    assert KEYS.ttl not in annotations and KEYS.expires_at not in annotations
 
 
 def status_update(api: k8s.ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any]:
