@@ -253,8 +253,10 @@ def find_binaries(
                 )
             found[name] = path
         elif assets and _is_executable(Path(assets) / name):
-            found[name] = (Path(assets) / name).resolve()
-    directory = Path(assets).resolve() if assets else None
+            found[name] = (Path(assets) / name).absolute()
+    # Not resolved: hack/test-assets' directory holds symlinks into per-version caches, and the
+    # binaries' directory is where helm is looked for.
+    directory = Path(assets).absolute() if assets else None
     missing = [name for name in needed if name not in found]
     if missing:
         looked_at = f"KUBEBUILDER_ASSETS={assets!r}" if assets else "KUBEBUILDER_ASSETS is not set"
@@ -280,7 +282,7 @@ def find_binaries(
                     f"{script} reported {directory}, which holds no executable {name}. "
                     f"{_HOW_TO_GET_BINARIES}"
                 )
-            found[name] = path.resolve()
+            found[name] = path.absolute()
     helm = directory / "helm" if directory is not None else None
     return Binaries(
         kube_apiserver=found["kube-apiserver"],
