@@ -712,3 +712,15 @@ def test_native_ttl_is_mirrored_even_without_metadata():
     result, _ = stamped(obj)
     assert result["spec"]["ttlSecondsAfterFinished"] == 3600
     assert result["metadata"]["labels"][f"{P}/rule"] == "build-jobs"
+
+
+def test_backfilled_at_is_written_only_by_the_sweeper():
+    forged = make_obj("Secret", annotations={f"{P}/backfilled-at": "2026-01-01T00:00:00Z"})
+    result, mutation = mutated(forged)
+    assert f"{P}/backfilled-at" not in result["metadata"]["annotations"]
+    assert any(f"annotation {P}/backfilled-at" in w for w in mutation.warnings)
+    backfilled, _ = stamped(make_obj("Secret"))
+    backfilled["metadata"]["annotations"][f"{P}/backfilled-at"] = "2026-05-01T12:00:00Z"
+    kept, _, after, _ = update(backfilled, own_manifest)
+    assert kept["metadata"]["annotations"][f"{P}/backfilled-at"] == "2026-05-01T12:00:00Z"
+    assert after.allowed

@@ -417,23 +417,26 @@ def _plan_create(
         keys.owner: owner_label_value(owner),
         keys.rule: rule.id,
     }
-    wanted_annotations: dict[str, str | None] = {
-        keys.owner: owner,
-        keys.created_at: format_time(created),
-        keys.expires_at: format_time(created + ttl) if ttl is not None else None,
-        # Only the sweeper's backfill (a privileged identity) writes it, never a CREATE.
-        keys.backfilled_at: None,
-        keys.ttl: ttl_value,
-        keys.ttl_after_finished: after_value,
-        keys.keep: keep_value,
-    }
+    # Every other system annotation (backfilled-at: only the sweeper's backfill, a privileged
+    # identity, writes it) is absent from a new object.
+    wanted_annotations: dict[str, str | None] = dict.fromkeys(keys.annotations)
+    wanted_annotations.update(
+        {
+            keys.owner: owner,
+            keys.created_at: format_time(created),
+            keys.expires_at: format_time(created + ttl) if ttl is not None else None,
+            keys.ttl: ttl_value,
+            keys.ttl_after_finished: after_value,
+            keys.keep: keep_value,
+        }
+    )
     native = tuple(
         {"op": "add", "path": path, "value": value}
         for path, value in (
             _native_ttl(request.obj, int(after.total_seconds())) if after is not None else ()
         )
     )
-    why = dict.fromkeys((*keys.labels, *keys.system_annotations), "the warden sets it")
+    why = dict.fromkeys((*keys.labels, *keys.annotations), "the warden sets it")
     why[keys.owner] = "the owner inherited from its managed parent" if inherits else "the requester"
     why[keys.expires_at] = f"{keys.created_at} + {keys.ttl}; the warden sets it"
     why.update(
@@ -450,7 +453,8 @@ def _plan_create(
             [(f"label {k}", labels.get(k), None, wanted_labels[k]) for k in keys.labels]
             + [
                 (f"annotation {k}", annotations.get(k), None, wanted_annotations[k])
-                for k in keys.system_annotations
+                for k in keys.annotations
+                if k not in keys.user_annotations
             ],
             "kaptain-warden replaced {key} {sent} with {kept}: the warden computes its "
             "system keys on creation",
@@ -489,7 +493,7 @@ def _plan_update(policy: Policy, request: AdmissionRequest) -> _Plan:
         k: old_annotations.get(k) for k in keys.annotations
     }
     never = "system keys never change after creation"
-    why = dict.fromkeys((*keys.labels, *keys.system_annotations), never)
+    why = dict.fromkeys((*keys.labels, *keys.annotations), never)
     problems: list[str] = []
     changed: set[str] = set()
     for key in keys.user_annotations:
