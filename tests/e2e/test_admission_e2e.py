@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.policies.admission import REINVOCATION_WINDOW
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.timestamps import format_time, parse_time
@@ -409,8 +410,10 @@ def test_export_edit_create_gets_a_fresh_created_at(
         kubectl_as_notebook(control_plane, profile, "get", "secret", "again", "-o", "yaml").stdout
     )
     old_created = exported["metadata"]["annotations"][KEYS.created_at]
-    # A later day in a user's life, shortened to the next second of the clock.
-    eventually(lambda: format_time(datetime.now(UTC)) > old_created, "the next second", 5)
+    # A later day in a user's life, shortened to the moment the exported created-at can no
+    # longer be this request's own (REINVOCATION_WINDOW).
+    later = parse_time(old_created) + REINVOCATION_WINDOW
+    eventually(lambda: datetime.now(UTC) > later, "the reinvocation window to pass", 15)
     kubectl_as_notebook(control_plane, profile, "delete", "secret", "again")
     del exported["metadata"]["resourceVersion"]  # kubectl create refuses it otherwise
     exported["data"] = {".dockerconfigjson": OTHER_DOCKER_CONFIG}

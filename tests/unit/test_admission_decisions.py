@@ -313,12 +313,16 @@ def test_an_exported_manifest_gets_a_fresh_created_at_and_expiry():
     assert f"annotation {P}/created-at" in verdict.message
 
 
-def test_an_exported_manifest_minutes_old_is_recognised_by_its_creation_timestamp():
-    exported, _ = stamped(make_obj("Secret"), now=NOW - timedelta(seconds=20))
-    assert plan_mutation(policy=POLICY, request=request(exported), now=NOW).patch == ()
-    exported["metadata"]["creationTimestamp"] = "2026-05-01T11:59:40Z"
-    result, _ = mutated(exported)
-    assert result["metadata"]["annotations"][f"{P}/created-at"] == "2026-05-01T12:00:00Z"
+@pytest.mark.parametrize(("age", "kept"), [(0, True), (9, True), (11, False), (-11, False)])
+def test_only_a_created_at_from_this_very_request_is_kept(age, kept):
+    """A reinvocation (within seconds) changes nothing; an older copy gets now."""
+    copied, _ = stamped(make_obj("Secret"), now=NOW - timedelta(seconds=age))
+    result, mutation = mutated(copied)
+    assert (mutation.patch == ()) is kept
+    expected = (
+        copied["metadata"]["annotations"][f"{P}/created-at"] if kept else "2026-05-01T12:00:00Z"
+    )
+    assert result["metadata"]["annotations"][f"{P}/created-at"] == expected
 
 
 def test_a_forged_expiry_is_replaced():

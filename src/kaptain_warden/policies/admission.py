@@ -31,9 +31,10 @@ from kaptain_warden.policies.timestamps import format_time, parse_time
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 # A created-at further than this from the validator's clock was not written by our mutator.
 CLOCK_TOLERANCE = timedelta(minutes=5)
-# A created-at this close to now on a CREATE that was never stored is the mutator's own, from
-# an earlier invocation of the same request: kept, so that a reinvocation changes nothing.
-REINVOCATION_WINDOW = timedelta(seconds=30)
+# A created-at this close to now on a CREATE is taken for the mutator's own, written by an
+# earlier invocation of the same request (a reinvocation comes within the same request, in
+# milliseconds): kept, so that a reinvocation changes nothing. Anything older is replaced.
+REINVOCATION_WINDOW = timedelta(seconds=10)
 # Legacy tf-operator kept these directly under spec; their presence tells the shape in use.
 _LEGACY_RUN_POLICY_FIELDS = (
     "cleanPodPolicy",
@@ -298,11 +299,10 @@ def _mutator_created_at(obj: Mapping[str, Any], keys: MetadataKeys, now: datetim
     """The creation time the mutator stamps: now, unless this very request was stamped a
     moment ago (a reinvocation after another webhook changed the object: no new patch).
 
-    A manifest exported from the API server carries `metadata.creationTimestamp`, which the
-    server sets only after the mutating webhooks, so an exported `created-at` is never kept.
+    Nothing else tells a reinvocation from a copied or exported value: the API server wipes
+    `creationTimestamp` and `uid` before the mutating webhooks run. A value within
+    REINVOCATION_WINDOW of now is, for every expiry, the same as now.
     """
-    if "creationTimestamp" in metadata_of(obj):
-        return now
     created = parse_time(_maps(obj)[1].get(keys.created_at))
     if created is not None and abs(now - created) <= REINVOCATION_WINDOW:
         return created
