@@ -94,7 +94,8 @@ def test_the_budget_stops_a_cycle_and_the_next_one_continues(
 
 
 @pytest.mark.parametrize(("propagation", "pods_survive"), [("Background", False), ("Orphan", True)])
-def test_a_deleted_job_takes_its_pods_with_it(kube_admin, namespace, propagation, pods_survive):
+def test_a_deleted_job_takes_its_pods_with_it(job_controller, propagation, pods_survive):
+    kube_admin, namespace = job_controller
     job = body("batch/v1", "Job", "build", expires=now() - HOUR)
     del job["spec"]["managedBy"]  # the job controller runs this one: it makes pods
     job["spec"]["parallelism"] = 2

@@ -29,6 +29,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,7 @@ __all__ = [
     "find_test_assets_script",
     "free_ports",
     "install_crds",
+    "kubernetes_version",
     "run_test_assets",
 ]
 
@@ -206,6 +208,25 @@ def run_test_assets(script: Path, *, environ: Mapping[str, str] | None = None) -
             f"{script} printed {directory!s} as its last line, which is not a directory"
         )
     return directory
+
+
+def kubernetes_version(binary: Path) -> tuple[int, int, int]:
+    """The version a kube-apiserver or kube-controller-manager binary reports with `--version`.
+
+    Raises:
+        ControlPlaneError: when it cannot run or prints no `Kubernetes vX.Y.Z`.
+    """
+    try:
+        output = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ControlPlaneError(f"{binary} --version failed: {error}") from error
+    match = re.search(r"Kubernetes v(\d+)\.(\d+)\.(\d+)", output)
+    if match is None:
+        raise ControlPlaneError(f"{binary} --version printed no Kubernetes version: {output!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
 
 
 _HOW_TO_GET_BINARIES: Final = (
