@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -21,6 +24,47 @@ class KubeConfigError(RuntimeError):
     """No usable cluster credentials; the message says what was tried."""
 
 
+# Certificates and keys a kubeconfig embeds (`<field>-data`): the Kubernetes client would write
+# each to a file in the temporary directory that only an orderly interpreter exit removes, so a
+# killed process (SIGKILL, or SIGTERM without a handler) leaves its private key behind. They are
+# handed to the client as anonymous in-memory files instead (Linux memfd, named by
+# /proc/self/fd/N), which the kernel frees with the process, however it ends.
+_EMBEDDED_CREDENTIALS = {
+    "clusters": ("cluster", ("certificate-authority",)),
+    "users": ("user", ("client-certificate", "client-key")),
+}
+_memory_files: dict[bytes, str] = {}  # content digest -> path; open for the process's lifetime
+
+
+def _memory_file(content: bytes) -> str:
+    digest = hashlib.sha256(content).digest()
+    if digest not in _memory_files:
+        fd = os.memfd_create("kaptain-warden-kubeconfig", 0)  # inherited by forked workers
+        os.write(fd, content)
+        _memory_files[digest] = f"/proc/self/fd/{fd}"
+    return _memory_files[digest]
+
+
+def _load_kubeconfig(path: str, configuration: k8s.Configuration) -> None:
+    if not hasattr(os, "memfd_create"):  # not Linux: the client's own temporary files
+        k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+        return
+    with open(path, encoding="utf-8") as stream:
+        document = yaml.safe_load(stream) or {}
+    for section, (key, fields) in _EMBEDDED_CREDENTIALS.items():
+        for entry in document.get(section) or []:
+            body = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(body, dict):
+                continue
+            for field in fields:
+                data = body.pop(f"{field}-data", None)
+                if data:
+                    body[field] = _memory_file(base64.standard_b64decode(data))
+    k8s_config.kube_config.KubeConfigLoader(
+        config_dict=document, config_base_path=str(Path(path).resolve().parent)
+    ).load_and_set(configuration)
+
+
 def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     """An ApiClient from `kubeconfig`, else the in-cluster ServiceAccount, else ~/.kube/config."""
     configuration = k8s.Configuration()
@@ -28,7 +72,7 @@ def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     if kubeconfig:
         if not Path(kubeconfig).is_file():
             raise KubeConfigError(f"kubeconfig {kubeconfig} does not exist")
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        _load_kubeconfig(kubeconfig, configuration)
         return k8s.ApiClient(configuration)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
@@ -40,7 +84,7 @@ def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
         tried.append("in-cluster: KUBERNETES_SERVICE_HOST is not set")
     default = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
     if default.is_file():
-        k8s_config.load_kube_config(config_file=str(default), client_configuration=configuration)
+        _load_kubeconfig(str(default), configuration)
         return k8s.ApiClient(configuration)
     tried.append(f"{default}: no such file")
     raise KubeConfigError(
