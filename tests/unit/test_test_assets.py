@@ -174,6 +174,22 @@ def test_kubebuilder_assets_with_every_binary_is_used_as_is(checkout: Path, tmp_
     assert builds(checkout) == []
 
 
+def test_kubebuilder_assets_of_another_version_than_asked_is_not_used(
+    checkout: Path, tmp_path: Path
+) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for binary in BINARIES:
+        (assets / binary).write_text("#!/bin/sh\necho 'Kubernetes v1.34.4'\n")
+        (assets / binary).chmod(0o755)
+    assert (
+        last_line(run(checkout, KUBEBUILDER_ASSETS=str(assets), KW_K8S_VERSION="1.34.4")) == assets
+    )
+    result = run(checkout, KUBEBUILDER_ASSETS=str(assets), KW_K8S_VERSION="1.30.14")
+    assert "is not Kubernetes v1.30.14 (KW_K8S_VERSION): not used" in result.stderr
+    assert last_line(result).name == "k8s-1.30.14+etcd-3.6.16+helm-3.19.5"
+
+
 def test_binaries_of_the_old_layout_are_reused_not_rebuilt(checkout: Path) -> None:
     built = last_line(run(checkout))
     builds(checkout)
