@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
@@ -11,6 +12,9 @@ from kubernetes import client as k8s
 from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.notebook import Notebook
+from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 
@@ -36,3 +40,24 @@ def webhooks(kube_admin: k8s.ApiClient) -> Iterator[str]:
     yield name
     for path in paths:
         request_json(kube_admin, "DELETE", f"{path}/{name}")
+
+
+@pytest.fixture(scope="module")
+def warden(control_plane: ControlPlane) -> Iterator[WardenStack]:
+    """The admission server, its webhooks registered with failurePolicy Fail."""
+    with WardenStack(control_plane, failure_policy="Fail") as stack:
+        yield stack
+
+
+@pytest.fixture
+def profile(warden: WardenStack, kube_admin: k8s.ApiClient) -> str:
+    """A fresh Kubeflow-profile-like namespace whose default-editor may create SDK objects."""
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    create_profile_namespace(kube_admin, name)
+    return name
+
+
+@pytest.fixture
+def token_notebook(control_plane: ControlPlane, profile: str, tmp_path: Path) -> Notebook:
+    """A notebook in `profile`: kubectl and the SDK kernels act with its ServiceAccount token."""
+    return Notebook.open(control_plane, profile, tmp_path / "notebook")

@@ -112,20 +112,6 @@ def body(kind: str, name: str, **metadata: Any) -> dict[str, Any]:
     raise AssertionError(kind)
 
 
-@pytest.fixture(scope="module")
-def warden(control_plane: ControlPlane) -> Iterator[WardenStack]:
-    with WardenStack(control_plane, failure_policy="Fail") as stack:
-        yield stack
-
-
-@pytest.fixture
-def profile(warden: WardenStack, kube_admin: k8s.ApiClient) -> str:
-    """A fresh Kubeflow-profile-like namespace whose default-editor may create SDK objects."""
-    name = f"team-{uuid.uuid4().hex[:8]}"
-    create_profile_namespace(kube_admin, name)
-    return name
-
-
 @pytest.fixture
 def notebook(control_plane: ControlPlane, profile: str) -> Iterator[k8s.ApiClient]:
     with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:

@@ -557,6 +557,14 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _certificate_credentials(identity: CertKeyPair) -> dict[str, str]:
+    """A kubeconfig `user` entry for a client certificate, data embedded."""
+    return {
+        "client-certificate-data": _b64(identity.cert_pem),
+        "client-key-data": _b64(identity.key_pem),
+    }
+
+
 def _http_get(
     host: str, port: int, path: str, *, context: ssl.SSLContext | None
 ) -> tuple[int, bytes]:
@@ -966,7 +974,9 @@ class ControlPlane:
             ),
             0o644,
         )
-        self._write_kubeconfig_file(self._path("kubeconfig"), "admin", admin)
+        self._write_kubeconfig_file(
+            self._path("kubeconfig"), "admin", _certificate_credentials(admin)
+        )
 
     def _start_process(self, name: str, argv: Sequence[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, self._path(f"{name}.log"), cwd=self._work_dir)
@@ -1073,7 +1083,7 @@ class ControlPlane:
         kubeconfig = self._write_kubeconfig_file(
             self._path("controller-manager.kubeconfig"),
             "system:kube-controller-manager",
-            identity,
+            _certificate_credentials(identity),
         )
         serving = build_certificate(
             ca=self._ca,
@@ -1147,7 +1157,9 @@ class ControlPlane:
             client=True,
         )
 
-    def _write_kubeconfig_file(self, path: Path, user: str, identity: CertKeyPair) -> Path:
+    def _write_kubeconfig_file(
+        self, path: Path, user: str, credentials: Mapping[str, str], *, namespace: str = "default"
+    ) -> Path:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -1160,19 +1172,11 @@ class ControlPlane:
                     },
                 }
             ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate-data": _b64(identity.cert_pem),
-                        "client-key-data": _b64(identity.key_pem),
-                    },
-                }
-            ],
+            "users": [{"name": user, "user": dict(credentials)}],
             "contexts": [
                 {
                     "name": f"{user}@{_CLUSTER_NAME}",
-                    "context": {"cluster": _CLUSTER_NAME, "user": user, "namespace": "default"},
+                    "context": {"cluster": _CLUSTER_NAME, "user": user, "namespace": namespace},
                 }
             ],
             "current-context": f"{user}@{_CLUSTER_NAME}",
@@ -1186,7 +1190,18 @@ class ControlPlane:
         `user="system:serviceaccount:ns:name", groups=("system:serviceaccounts",
         "system:serviceaccounts:ns")`.
         """
-        return self._write_kubeconfig_file(path, user, self.issue_client_certificate(user, groups))
+        return self._write_kubeconfig_file(
+            path, user, _certificate_credentials(self.issue_client_certificate(user, groups))
+        )
+
+    def write_token_kubeconfig(self, path: Path, *, token: str, user: str, namespace: str) -> Path:
+        """Write a kubeconfig that authenticates with a bearer `token`, `namespace` as default.
+
+        What a program in a Pod sees: a ServiceAccount token (e.g. from `service_account_token`
+        in `kaptain_warden.testing.stack`), checked by the API server like any other, so the
+        request carries the token's real user info. `user` only names the kubeconfig entry.
+        """
+        return self._write_kubeconfig_file(path, user, {"token": token}, namespace=namespace)
 
     @property
     def url(self) -> str:

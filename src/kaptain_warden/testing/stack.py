@@ -64,10 +64,16 @@ def _create(api_client: k8s.ApiClient, path: str, body: dict[str, Any]) -> None:
 
 
 def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
-    """A namespace like a Kubeflow profile's, whose `default-editor` may create what the SDK
-    creates (Kubeflow binds it to the aggregated kubeflow-edit role; this grants the same kinds
-    directly, so it works without the controller manager's role aggregation)."""
+    """A namespace like a Kubeflow profile's, with its `default-editor` ServiceAccount, which
+    may create what the SDK creates (Kubeflow binds it to the aggregated kubeflow-edit role; this
+    grants the same kinds directly, so it works without the controller manager's role
+    aggregation)."""
     _create(api_client, "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    _create(
+        api_client,
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"metadata": {"name": NOTEBOOK_SERVICE_ACCOUNT}},
+    )
     rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
     _create(
         api_client,
@@ -110,6 +116,31 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
         },
     )
     _wait_until_allowed(api_client, notebook_user(namespace), namespace)
+
+
+def service_account_token(
+    api_client: k8s.ApiClient,
+    namespace: str,
+    name: str = NOTEBOOK_SERVICE_ACCOUNT,
+    *,
+    pod: str | None = None,
+    expiration_seconds: int = 3600,
+) -> str:
+    """A token for ServiceAccount `namespace/name` from the TokenRequest API, as the kubelet
+    gets one for a Pod's projected volume; bound to Pod `pod` (which must exist) when given,
+    so requests made with it carry the Pod's name and uid in the user's extra info."""
+    spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
+    if pod is not None:
+        uid = get_json(api_client, f"/api/v1/namespaces/{namespace}/pods/{pod}")["metadata"]["uid"]
+        spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid}
+    review = request_json(
+        api_client,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+    )
+    token: str = review["status"]["token"]
+    return token
 
 
 def _wait_until_allowed(
