@@ -17,6 +17,7 @@ in the notebook. Cells run there; their `result` comes back as JSON.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -40,7 +41,7 @@ from kaptain_warden.testing.stack import (
     service_account_token,
 )
 
-__all__ = ["Kernel", "KernelError", "Notebook", "sdk_environment"]
+__all__ = ["SDK_ENVIRONMENTS", "Kernel", "KernelError", "Notebook", "sdk_environments"]
 
 _KERNEL: Final = Path(__file__).with_name("notebook_kernel.py")
 _SDK_ENVS: Final = "sdk-envs"
@@ -52,29 +53,32 @@ class KernelError(ControlPlaneError):
     """A cell failed in the SDK's interpreter, or the kernel died or did not answer in time."""
 
 
-def sdk_environment(name: str) -> Path:
-    """The virtualenv directory of SDK environment `name`, built first when it is missing.
+#: The environments `hack/sdk-envs` provides, one per SDK.
+SDK_ENVIRONMENTS: Final = ("training", "kserve", "katib")
 
-    `hack/sdk-envs` (next to `hack/test-assets`) owns the pinned versions and the cache.
-    """
+
+@functools.cache
+def sdk_environments() -> dict[str, Path]:
+    """The virtualenv directory of each SDK environment, by name; the missing ones are built
+    first (in parallel, by `hack/sdk-envs`, which owns the pinned versions and the cache)."""
     assets = find_test_assets_script()
     if assets is None:
         raise ControlPlaneError("no hack/test-assets (nor hack/sdk-envs) above this checkout")
     script = assets.with_name(_SDK_ENVS)
     result = subprocess.run(
-        [str(script), name],
+        [str(script), *SDK_ENVIRONMENTS],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
     )
     lines = result.stdout.split()
-    if result.returncode != 0 or not lines:
+    if result.returncode != 0 or len(lines) != len(SDK_ENVIRONMENTS):
         raise ControlPlaneError(
-            f"{script} {name} exited with code {result.returncode}; "
+            f"{script} exited with code {result.returncode}; "
             f"its output ends with:\n{result.stderr[-_LOG_TAIL_CHARS:]}"
         )
-    return Path(lines[-1])
+    return dict(zip(SDK_ENVIRONMENTS, map(Path, lines), strict=True))
 
 
 class Kernel:
@@ -267,7 +271,7 @@ class Notebook:
 
     def kernel(self, environment: str) -> Kernel:
         """A kernel in SDK environment `environment` (`training`, `kserve`, `katib`)."""
-        python = sdk_environment(environment) / "bin" / "python"
+        python = sdk_environments()[environment] / "bin" / "python"
         return Kernel(
             python,
             environ=self.environ(),
