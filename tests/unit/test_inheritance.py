@@ -7,11 +7,12 @@ def test_controller_reference_comes_first_then_other_owners_then_labels():
     obj = {
         "metadata": {
             "ownerReferences": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm"},
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "u1"},
                 {
                     "apiVersion": "serving.knative.dev/v1",
                     "kind": "Configuration",
                     "name": "cfg",
+                    "uid": "u2",
                     "controller": True,
                 },
             ],
@@ -22,8 +23,8 @@ def test_controller_reference_comes_first_then_other_owners_then_labels():
         }
     }
     assert parent_refs(obj) == (
-        ParentRef("serving.knative.dev/v1", "Configuration", "cfg"),
-        ParentRef("v1", "ConfigMap", "cm"),
+        ParentRef("serving.knative.dev/v1", "Configuration", "cfg", "u2"),
+        ParentRef("v1", "ConfigMap", "cm", "u1"),
         ParentRef("serving.kserve.io/v1beta1", "InferenceService", "mnist"),
     )
 
@@ -40,6 +41,8 @@ def test_malformed_references_are_ignored():
         None,
         {"ownerReferences": "x"},
         {"ownerReferences": [5, {"kind": "X"}, {"apiVersion": "v1", "kind": "", "name": "n"}]},
+        # No uid: the API server would refuse it, and nothing could check the parent found.
+        {"ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j"}]},
         {"labels": {"serving.knative.dev/service": ""}},
         {"labels": None},
     ):

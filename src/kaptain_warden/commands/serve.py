@@ -224,7 +224,7 @@ def _parent_lookups(
                 "cannot build a Kubernetes client; serving without parent lookups"
             )
             return None
-        return ParentOwnerResolver(api_client, keys=policy.keys)
+        return ParentOwnerResolver(api_client, keys=policy.keys, kinds=policy.kinds)
 
     return build
 

@@ -3,18 +3,27 @@
 The admission server calls this for objects made by controllers (a Knative Revision, a Katib
 trial's TFJob): they inherit the owner annotation of the nearest managed ancestor. A lookup that
 fails or runs out of time raises `ParentLookupError`, which the admission server tells apart from
-"no managed parent": it admits the object without inheritance and does not judge its owner, so
-an admission is never blocked by a lookup.
+"no managed parent".
+
+Every part of a parent reference is written by whoever creates the object, so a lookup cannot
+be steered: only the parent kinds the policy knows are read (their resource names come from the
+kinds table, not from discovery); a name that is not a DNS-1123 subdomain, or a namespace that
+is not a DNS-1123 label, is refused before any request, and path segments are quoted anyway;
+the namespace is always the object's own (an ownerReference never crosses namespaces, and every
+parent kind is namespaced); the parent found must carry the reference's `uid`; the client never
+retries; and one deadline covers all the lookups of one review.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
@@ -22,8 +31,9 @@ from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
-from kaptain_warden.policies.kinds import split_api_version
+from kaptain_warden.policies.kinds import KATIB_TRIAL, KNOWN_KINDS, KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
+from kaptain_warden.policies.names import is_dns1123_label, is_dns1123_subdomain
 
 
 class ParentLookupError(RuntimeError):
@@ -42,13 +52,20 @@ class _Entry:
 
 
 class ParentOwnerResolver:
-    """Finds the inherited owner of an object by walking up to `max_depth` ancestors."""
+    """Finds the inherited owner of an object by walking up to `max_depth` ancestors.
+
+    `kinds` are the parent kinds that may be read (default: every known kind); Secrets never
+    are, Katib Trials always are (the link between an Experiment and its trials' jobs).
+    `api_client`'s configuration is copied without retries: a retried GET would outlive the
+    budget and hold an admission thread the longer.
+    """
 
     def __init__(
         self,
         api_client: k8s.ApiClient,
         *,
         keys: MetadataKeys,
+        kinds: Iterable[KnownKind] = KNOWN_KINDS,
         budget_seconds: float = 1.0,
         ttl_seconds: float = 30.0,
         negative_ttl_seconds: float = 3.0,
@@ -56,7 +73,13 @@ class ParentOwnerResolver:
         max_depth: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._api = api_client
+        configuration = copy.deepcopy(api_client.configuration)
+        configuration.retries = False
+        configuration.client_go_retries = False
+        self._api = k8s.ApiClient(configuration)
+        self._kinds = {
+            (k.api_version, k.kind): k for k in (*kinds, KATIB_TRIAL) if k.resource != "secrets"
+        }
         self._keys = keys
         self._budget = budget_seconds
         self._ttl = ttl_seconds
@@ -67,7 +90,6 @@ class ParentOwnerResolver:
         self._max_depth = max_depth
         self._clock = clock
         self._cache: OrderedDict[tuple[str, ParentRef], _Entry] = OrderedDict()
-        self._plurals: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def inherited_owner(self, *, namespace: str, obj: Mapping[str, Any]) -> str | None:
@@ -76,6 +98,9 @@ class ParentOwnerResolver:
         Raises:
             ParentLookupError: a parent could not be read within the time budget.
         """
+        if not is_dns1123_label(namespace):
+            # Cluster-scoped objects have no namespace, and no parent kind is cluster-scoped.
+            return None
         deadline = self._clock() + self._budget
         try:
             return self._search(namespace, parent_refs(obj), deadline, depth=1)
@@ -116,13 +141,19 @@ class ParentOwnerResolver:
             if entry is not None and entry.expires > now:
                 self._cache.move_to_end(key)
                 return entry
-        group, version = split_api_version(ref.api_version)
-        plural = self._plural(group, version, ref.kind, deadline)
-        if plural is None:
+        kind = self._kinds.get((ref.api_version, ref.kind))
+        if kind is None or not is_dns1123_subdomain(ref.name):
+            # Not a kind the policy knows, or a name no object can have: not a parent, and
+            # nothing is asked (a name like `x?resourceVersion=9` or `x/../../team-b/...`
+            # would otherwise steer the request).
             entry = _Entry(now + self._ttl, None, ())
         else:
             path = resource_path(
-                group=group, version=version, resource=plural, namespace=namespace, name=ref.name
+                group=kind.group,
+                version=kind.version,
+                resource=kind.resource,
+                namespace=quote(namespace, safe=""),
+                name=quote(ref.name, safe=""),
             )
             try:
                 meta = get_json(
@@ -133,7 +164,7 @@ class ParentOwnerResolver:
                     raise
                 entry = _Entry(now + self._negative_ttl, None, ())
             else:
-                entry = self._entry_from(meta, now)
+                entry = self._entry_from(meta, ref, now)
         with self._lock:
             self._cache[key] = entry
             self._cache.move_to_end(key)
@@ -141,33 +172,19 @@ class ParentOwnerResolver:
                 self._cache.popitem(last=False)
         return entry
 
-    def _entry_from(self, meta: Mapping[str, Any], now: float) -> _Entry:
+    def _entry_from(self, meta: Mapping[str, Any], ref: ParentRef, now: float) -> _Entry:
         metadata = meta.get("metadata")
+        if ref.uid is not None and (
+            not isinstance(metadata, Mapping) or metadata.get("uid") != ref.uid
+        ):
+            # Another object under the parent's name (recreated, or a tenant's guess): the
+            # reference does not point at it.
+            return _Entry(now + self._negative_ttl, None, ())
         annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
         owner = annotations.get(self._keys.owner) if isinstance(annotations, Mapping) else None
         if isinstance(owner, str) and owner:
             return _Entry(now + self._ttl, owner, ())
         return _Entry(now + self._negative_ttl, None, parent_refs(meta))
-
-    def _plural(self, group: str, version: str, kind: str, deadline: float) -> str | None:
-        """The resource name of a kind, from the API server's discovery (cached for good)."""
-        api_version = f"{group}/{version}" if group else version
-        table = self._plurals.get(api_version)
-        if table is None:
-            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-            try:
-                document = get_json(self._api, path, timeout=self._remaining(deadline))
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                document = {}
-            table = {
-                r["kind"]: r["name"]
-                for r in document.get("resources", ())
-                if isinstance(r, Mapping) and "/" not in str(r.get("name", "/"))
-            }
-            self._plurals[api_version] = table
-        return table.get(kind)
 
 
 def _name_of(obj: Mapping[str, Any]) -> str:

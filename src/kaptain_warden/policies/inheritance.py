@@ -11,16 +11,25 @@ from kaptain_warden.policies.metadata import PARENT_LABELS
 
 @dataclass(frozen=True)
 class ParentRef:
-    """A possible parent, in the object's namespace."""
+    """A possible parent, in the object's namespace.
+
+    `uid` is the ownerReference's: the parent found by name must carry it, or it is not the
+    parent (a name is reused after a delete, and a tenant can write any name). Parent labels
+    carry no uid.
+    """
 
     api_version: str
     kind: str
     name: str
+    uid: str | None = None
 
 
 def parent_refs(obj: Mapping[str, Any]) -> tuple[ParentRef, ...]:
     """The object's parents: the controller ownerReference first, then other ownerReferences,
     then the well-known parent labels (InferenceService, Knative Service, Configuration).
+
+    An ownerReference counts only with apiVersion, kind, name and uid, all strings (the API
+    server refuses one without a uid, but the mutating webhook sees the object before that).
 
     Knative Revisions are owned by a Configuration and labelled with the InferenceService that
     caused them, so one lookup usually suffices.
@@ -35,15 +44,21 @@ def parent_refs(obj: Mapping[str, Any]) -> tuple[ParentRef, ...]:
             o
             for o in owners
             if isinstance(o, Mapping)
-            and all(isinstance(o.get(k), str) and o.get(k) for k in ("apiVersion", "kind", "name"))
+            and all(
+                isinstance(o.get(k), str) and o.get(k)
+                for k in ("apiVersion", "kind", "name", "uid")
+            )
         ]
         valid.sort(key=lambda o: o.get("controller") is not True)
-        refs += [ParentRef(o["apiVersion"], o["kind"], o["name"]) for o in valid]
+        refs += [ParentRef(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in valid]
     labels = metadata.get("labels")
     if isinstance(labels, Mapping):
         for label, api_version, kind in PARENT_LABELS:
             value = labels.get(label)
             if isinstance(value, str) and value:
                 refs.append(ParentRef(api_version, kind, value))
-    seen: set[ParentRef] = set()
-    return tuple(r for r in refs if not (r in seen or seen.add(r)))  # type: ignore[func-returns-value]
+    # A label naming an owner already referenced adds nothing (the reference has the uid).
+    unique: dict[tuple[str, str, str], ParentRef] = {}
+    for ref in refs:
+        unique.setdefault((ref.api_version, ref.kind, ref.name), ref)
+    return tuple(unique.values())

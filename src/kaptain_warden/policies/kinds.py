@@ -62,6 +62,10 @@ KNOWN_KINDS: tuple[KnownKind, ...] = (
     KnownKind("serving.knative.dev/v1", "Revision", "revisions"),
 )
 
+# Not governed, but a link in owner chains: a Katib Experiment owns Trials, a Trial owns the
+# TFJob or PyTorchJob it runs. Owner inheritance walks through it.
+KATIB_TRIAL = KnownKind("kubeflow.org/v1beta1", "Trial", "trials")
+
 _BY_API_VERSION_KIND = {(k.api_version, k.kind): k for k in KNOWN_KINDS}
 
 
