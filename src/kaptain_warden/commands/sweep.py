@@ -218,6 +218,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=env_default("metrics_address", "0.0.0.0"),
         help="address to listen on (default: %(default)s)",
     )
+    serving.add_argument(
+        "--max-failed-passes",
+        type=bounded(int, 1),
+        default=int(env_default("max_failed_passes", 3)),
+        help="after this many passes in a row fail, /healthz answers 503 saying so "
+        "(default: %(default)s)",
+    )
     sweeper.set_defaults(run=_run_sweeper, parser=sweeper)
 
 
@@ -383,7 +390,9 @@ def _run_sweeper(args: argparse.Namespace) -> int:
 
     metrics = SweeperMetrics()
     api = KubeApi(api_client, timeout=settings.request_timeout)
-    heartbeat = Heartbeat(allowance=3 * settings.interval + 600)
+    heartbeat = Heartbeat(
+        allowance=3 * settings.interval + 600, max_failed_passes=args.max_failed_passes
+    )
     server = None
     if args.metrics_port:
         try:
@@ -392,6 +401,7 @@ def _run_sweeper(args: argparse.Namespace) -> int:
                 address=args.metrics_address,
                 port=args.metrics_port,
                 healthy=heartbeat.healthy,
+                status=heartbeat.status,
             ).start()
         except OSError as exc:
             print(
@@ -433,6 +443,7 @@ def _run_sweeper(args: argparse.Namespace) -> int:
             may_sweep=elector.is_leader if elector else (lambda: True),
             guard=elector.check if elector else None,
             heartbeat=heartbeat.beat,
+            passed=heartbeat.passed,
         )
     finally:
         if server is not None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_time", "parse_time"]
+__all__ = ["EARLIEST", "LATEST", "format_time", "parse_time"]
+
+# The instants an object's timestamp may name. Anyone who can write an annotation chooses its
+# value; `9999-12-31T23:59:59Z` is valid RFC 3339, but adding any TTL or retention age to it
+# overflows Python's datetime (OverflowError). Every duration the policy allows is at most
+# ten years, so arithmetic on anything inside this window stays inside datetime's range;
+# anything outside it is no instant Kubernetes or the warden ever wrote.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 # metav1.Time is written with Go's time.RFC3339 layout ("2006-01-02T15:04:05Z07:00"), and
 # metav1.MicroTime / hand-written annotations (Knative's routingStateModified) may carry a
@@ -27,12 +35,13 @@ def parse_time(value: object) -> datetime | None:
     Accepts `2024-05-01T12:00:00Z`, a fraction of seconds (truncated to microseconds,
     Python's resolution) and numeric offsets (`+02:00`, converted to UTC). An aware
     `datetime` (what YAML loaders produce for timestamps) is converted to UTC. Anything
-    else (None, empty, naive datetimes, malformed or out-of-range values) gives None.
+    else (None, empty, naive datetimes, malformed or out-of-range values, instants outside
+    [EARLIEST, LATEST)) gives None.
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             return None  # naive: we cannot know which instant it names
-        return value.astimezone(UTC)
+        return _in_range(value.astimezone(UTC))
     if not isinstance(value, str):
         return None
     match = _RFC3339.fullmatch(value.strip())
@@ -62,7 +71,11 @@ def parse_time(value: object) -> datetime | None:
             parsed = parsed - offset if match["sign"] == "+" else parsed + offset
         except OverflowError:
             return None
-    return parsed
+    return _in_range(parsed)
+
+
+def _in_range(instant: datetime) -> datetime | None:
+    return instant if EARLIEST <= instant < LATEST else None
 
 
 def format_time(dt: datetime) -> str:

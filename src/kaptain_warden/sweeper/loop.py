@@ -362,6 +362,7 @@ def run_forever(
     may_sweep: Callable[[], bool] = lambda: True,
     guard: Guard | None = None,
     heartbeat: Callable[[], None] = lambda: None,
+    passed: Callable[[bool], None] = lambda ok: None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     after_decisions: AfterDecisions | None = None,
 ) -> None:
@@ -370,8 +371,10 @@ def run_forever(
     `stop` is only looked at between passes, so SIGTERM never cuts a pass in half (deletes in
     flight complete and are logged). A replica for which `may_sweep()` is false (not the
     leader) skips its turn. An unexpected error in a pass is logged and the loop goes on:
-    the next pass starts from a fresh list.
+    the next pass starts from a fresh list. `passed(ok)` hears how each pass ended, and the
+    consecutive failures are a gauge (health turns bad after a few, see `Heartbeat`).
     """
+    failures = 0
     while not stop.is_set():
         began = time.monotonic()
         heartbeat()
@@ -379,9 +382,18 @@ def run_forever(
             try:
                 sweeper.run_once(now=clock(), guard=guard, after_decisions=after_decisions)
             except Exception:  # the loop outlives any one pass
-                logger.exception("sweep pass failed; the next pass starts over")
+                failures += 1
+                logger.exception(
+                    "sweep pass failed; the next pass starts over",
+                    extra={"consecutiveFailures": failures},
+                )
                 if sweeper.metrics is not None:
                     sweeper.metrics.cycles.labels(result="failed").inc()
+            else:
+                failures = 0
+            passed(failures == 0)
+            if sweeper.metrics is not None:
+                sweeper.metrics.failed_passes.set(failures)
         elif sweeper.metrics is not None:
             sweeper.metrics.cycles.labels(result="skipped").inc()
         heartbeat()

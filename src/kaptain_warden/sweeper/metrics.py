@@ -83,6 +83,11 @@ class SweeperMetrics:
             "1 while this replica holds the sweeper Lease (or leader election is off), else 0.",
             registry=r,
         )
+        self.failed_passes = Gauge(
+            f"{_PREFIX}_consecutive_failed_passes",
+            "Passes in a row that raised (0 after any pass that ran to its end).",
+            registry=r,
+        )
         self.budget_exhausted = Counter(
             f"{_PREFIX}_budget_exhausted",
             "Passes stopped by the per-cycle delete budget.",
@@ -97,8 +102,9 @@ class SweeperMetrics:
 class MetricsServer:
     """`GET /metrics` and `GET /healthz` on a daemon thread.
 
-    `/healthz` answers 200 while `healthy()` holds (the loop is making progress) and 503
-    otherwise, so a stuck sweeper is restarted by its liveness probe.
+    `/healthz` answers 200 while `healthy()` holds (the loop is making progress, and passes
+    do not keep failing) and 503 otherwise, with `status()` as the body, so a stuck sweeper
+    is restarted by its liveness probe and a failing one is reported not ready.
     """
 
     def __init__(
@@ -108,8 +114,9 @@ class MetricsServer:
         address: str,
         port: int,
         healthy: Callable[[], bool] = lambda: True,
+        status: Callable[[], str] = lambda: "stalled",
     ) -> None:
-        render, check = metrics.render, healthy
+        render, check, describe = metrics.render, healthy, status
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -117,7 +124,8 @@ class MetricsServer:
                     self._answer(200, render(), CONTENT_TYPE_LATEST)
                 elif self.path.split("?")[0] == "/healthz":
                     ok = check()
-                    self._answer(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+                    body = b"ok\n" if ok else describe().encode() + b"\n"
+                    self._answer(200 if ok else 503, body)
                 else:
                     self._answer(404, b"not found\n")
 
@@ -155,17 +163,37 @@ class MetricsServer:
 
 
 class Heartbeat:
-    """Healthy while the loop has beaten within `allowance` seconds (monotonic clock)."""
+    """Healthy while the loop has beaten within `allowance` seconds (monotonic clock) and
+    fewer than `max_failed_passes` passes in a row have failed."""
 
-    def __init__(self, allowance: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        allowance: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_failed_passes: int = 3,
+    ) -> None:
         self._allowance = allowance
         self._clock = clock
         self._last = clock()
+        self._max_failed = max_failed_passes
+        self.failed_passes = 0
 
     def beat(self) -> None:
         """The loop made progress."""
         self._last = self._clock()
 
+    def passed(self, ok: bool) -> None:
+        """A pass ended: `ok` when it ran to its end, False when it raised."""
+        self.failed_passes = 0 if ok else self.failed_passes + 1
+
     def healthy(self) -> bool:
-        """True while the last beat is recent enough."""
-        return self._clock() - self._last <= self._allowance
+        """True while the last beat is recent enough and passes do not keep failing."""
+        recent = self._clock() - self._last <= self._allowance
+        return recent and self.failed_passes < self._max_failed
+
+    def status(self) -> str:
+        """Why `healthy()` is false, for `/healthz`."""
+        if self.failed_passes >= self._max_failed:
+            return f"failing: the last {self.failed_passes} passes failed (see the logs)"
+        return "stalled: no progress within the allowance"

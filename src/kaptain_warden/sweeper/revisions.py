@@ -55,7 +55,6 @@ def plan_revisions(
     protects nothing. Revisions without a Configuration label are held too.
     """
     plan: RevisionPlan = {}
-    rule_key = policy.keys.rule
     groups = group_by_configuration(revisions)
     grouped = {_key(r) for members in groups.values() for r in members}
     for revision in revisions:
@@ -67,41 +66,82 @@ def plan_revisions(
     isvc_cache: dict[tuple[str, str, str], frozenset[str]] = {}
     for (namespace, configuration), members in groups.items():
         try:
-            latest_ready = _latest_ready(api, namespace, configuration)
-            protected: set[str] = set()
-            for label, api_version in _ISVC_LABELS:
-                for name in sorted({_labels(r).get(label, "") for r in members} - {""}):
-                    key = (namespace, api_version, name)
-                    if key not in isvc_cache:
-                        isvc_cache[key] = _isvc_revisions(api, namespace, api_version, name)
-                    protected |= isvc_cache[key]
+            plan.update(
+                _plan_configuration(
+                    api,
+                    (namespace, configuration),
+                    members,
+                    policy=policy,
+                    now=now,
+                    isvc_cache=isvc_cache,
+                )
+            )
         except _UnreadableError as exc:
-            logger.warning(
-                "keeping every revision of a configuration: %s",
-                exc,
+            _hold_all(plan, members, namespace, configuration, str(exc))
+        except Exception as exc:  # one Configuration's revisions never stop the others
+            logger.exception(
+                "could not plan retention",
                 extra={"namespace": namespace, "configuration": configuration},
             )
-            for revision in members:
-                plan[_key(revision)] = RevisionHold(str(exc))
-            continue
-
-        by_rule: dict[str, list[Mapping[str, Any]]] = {}
-        for revision in members:
-            by_rule.setdefault(_labels(revision).get(rule_key, ""), []).append(revision)
-        for rule_id, subgroup in by_rule.items():
-            rule = policy.rule_by_id(rule_id) if rule_id else None
-            if rule is None:
-                continue  # `decide` keeps revisions whose rule is unknown
-            verdicts = plan_revision_retention(
-                revisions=subgroup,
-                latest_ready_revision=latest_ready,
-                protected_names=protected,
-                settings=rule.retention or _NO_RETENTION,
-                now=now,
-            )
-            for revision, verdict in zip(subgroup, verdicts, strict=True):
-                plan[_key(revision)] = verdict
+            reason = f"retention could not be planned ({type(exc).__name__}: {exc})"
+            _hold_all(plan, members, namespace, configuration, reason)
     return plan
+
+
+def _plan_configuration(
+    api: KubeApi,
+    group: tuple[str, str],
+    members: Sequence[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    now: datetime,
+    isvc_cache: dict[tuple[str, str, str], frozenset[str]],
+) -> RevisionPlan:
+    """The retention answers for the revisions of one Configuration, (namespace, name)."""
+    namespace, configuration = group
+    latest_ready = _latest_ready(api, namespace, configuration)
+    protected: set[str] = set()
+    for label, api_version in _ISVC_LABELS:
+        for name in sorted({_labels(r).get(label, "") for r in members} - {""}):
+            key = (namespace, api_version, name)
+            if key not in isvc_cache:
+                isvc_cache[key] = _isvc_revisions(api, namespace, api_version, name)
+            protected |= isvc_cache[key]
+
+    plan: RevisionPlan = {}
+    by_rule: dict[str, list[Mapping[str, Any]]] = {}
+    for revision in members:
+        by_rule.setdefault(_labels(revision).get(policy.keys.rule, ""), []).append(revision)
+    for rule_id, subgroup in by_rule.items():
+        rule = policy.rule_by_id(rule_id) if rule_id else None
+        if rule is None:
+            continue  # `decide` keeps revisions whose rule is unknown
+        verdicts = plan_revision_retention(
+            revisions=subgroup,
+            latest_ready_revision=latest_ready,
+            protected_names=protected,
+            settings=rule.retention or _NO_RETENTION,
+            now=now,
+        )
+        for revision, verdict in zip(subgroup, verdicts, strict=True):
+            plan[_key(revision)] = verdict
+    return plan
+
+
+def _hold_all(
+    plan: RevisionPlan,
+    members: Sequence[Mapping[str, Any]],
+    namespace: str,
+    configuration: str,
+    reason: str,
+) -> None:
+    logger.warning(
+        "keeping every revision of a configuration: %s",
+        reason,
+        extra={"namespace": namespace, "configuration": configuration},
+    )
+    for revision in members:
+        plan[_key(revision)] = RevisionHold(reason)
 
 
 def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
