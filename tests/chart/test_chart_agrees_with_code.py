@@ -225,7 +225,9 @@ def test_webhook_cluster_role_reads_parents_and_patches_only_its_own_configurati
 def test_the_charts_kinds_table_is_known_kinds():
     table = yaml.safe_load((CHART / "files" / "kinds.yaml").read_text())
     assert table == [
-        {"apiVersion": k.api_version, "kind": k.kind, "resource": k.resource} for k in KNOWN_KINDS
+        {"apiVersion": k.api_version, "kind": k.kind, "resource": k.resource}
+        | ({"statusWritesMetadata": True} if k.status_writes_metadata else {})
+        for k in KNOWN_KINDS
     ]
 
 

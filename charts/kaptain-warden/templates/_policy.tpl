@@ -37,9 +37,11 @@ other needs `resource:` in the policy.
 {{- range $rule.match.kinds -}}
 {{- $kind := . -}}
 {{- $resource := "" -}}
+{{- $statusWritesMetadata := false -}}
 {{- range $table -}}
 {{- if and (eq .apiVersion $kind.apiVersion) (eq .kind $kind.kind) -}}
 {{- $resource = .resource -}}
+{{- $statusWritesMetadata = .statusWritesMetadata | default false -}}
 {{- end -}}
 {{- end -}}
 {{- if not $resource -}}
@@ -58,7 +60,7 @@ other needs `resource:` in the policy.
 {{- $key := printf "%s/%s" $kind.apiVersion $kind.kind -}}
 {{- if not (hasKey $seen $key) -}}
 {{- $_ := set $seen $key true -}}
-{{- $kinds = append $kinds (dict "group" $group "version" $version "resource" $resource "kind" $kind.kind) -}}
+{{- $kinds = append $kinds (dict "group" $group "version" $version "resource" $resource "kind" $kind.kind "statusWritesMetadata" $statusWritesMetadata) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -68,7 +70,8 @@ other needs `resource:` in the policy.
 {{/*
 Admission rules: one per API group/version, resources sorted, groups/versions sorted as
 webhook_rules() sorts its (group, version) tuples: the key joins them with a space, which sorts
-below every character a group or version may hold. Call with (dict "ctx" $ "operations" list).
+below every character a group or version may hold. Call with (dict "ctx" $ "operations" list),
+and "status" true to add `<resource>/status` of the kinds whose status can change metadata.
 */}}
 {{- define "kaptain-warden.webhookRules" -}}
 {{- $kinds := (include "kaptain-warden.governedKinds" .ctx | fromYaml).kinds -}}
@@ -76,6 +79,9 @@ below every character a group or version may hold. Call with (dict "ctx" $ "oper
 {{- range $kinds -}}
 {{- $key := printf "%s %s" .group .version -}}
 {{- $_ := set $byGroupVersion $key (append (get $byGroupVersion $key | default list) .resource) -}}
+{{- if and $.status .statusWritesMetadata -}}
+{{- $_ := set $byGroupVersion $key (append (get $byGroupVersion $key) (printf "%s/status" .resource)) -}}
+{{- end -}}
 {{- end -}}
 {{- $rules := list -}}
 {{- range $key := keys $byGroupVersion | sortAlpha -}}

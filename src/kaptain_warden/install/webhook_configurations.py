@@ -55,15 +55,20 @@ class WebhookClient:
         return config
 
 
-def webhook_rules(policy: Policy, operations: list[str]) -> list[dict[str, Any]]:
+def webhook_rules(
+    policy: Policy, operations: list[str], *, status: bool = False
+) -> list[dict[str, Any]]:
     """Admission rules for every governed kind, one per API group/version, sorted.
 
-    Only the main resource is listed, never `<resource>/status`: status updates by controllers
-    are not intercepted.
+    With `status`, `<resource>/status` too for the kinds whose status subresource can change
+    metadata (built-in Jobs: an identity allowed only `jobs/status` could otherwise rewrite
+    warden metadata); CRDs' status subresources cannot, and are not intercepted.
     """
     resources: dict[tuple[str, str], set[str]] = defaultdict(set)
     for kind in policy.kinds:
         resources[(kind.group, kind.version)].add(kind.resource)
+        if status and kind.status_writes_metadata:
+            resources[(kind.group, kind.version)].add(f"{kind.resource}/status")
     return [
         {
             "apiGroups": [group],
@@ -104,6 +109,8 @@ def webhook_configurations(
     Both see CREATE and UPDATE: the mutating webhook stamps on CREATE and carries the warden
     keys over on UPDATE (a replace with one's own manifest keeps them); it is reinvoked if
     another webhook changes the object (`IfNeeded`), which is safe because it is idempotent.
+    The validating webhook also sees UPDATEs of the status subresources that can change
+    metadata (judging only the metadata).
     """
     if not 1 <= timeout_seconds <= 30:
         raise ValueError(f"timeoutSeconds must be between 1 and 30, got {timeout_seconds}")
@@ -140,7 +147,7 @@ def webhook_configurations(
             {
                 "name": VALIDATING_WEBHOOK,
                 "clientConfig": client.client_config("/validate", ca_bundle),
-                "rules": webhook_rules(policy, ["CREATE", "UPDATE"]),
+                "rules": webhook_rules(policy, ["CREATE", "UPDATE"], status=True),
                 **common,
             }
         ],

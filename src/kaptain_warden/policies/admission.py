@@ -235,7 +235,11 @@ def expected_owner(request: AdmissionRequest, inherited_owner: str | None, rule:
 
 
 def _skip_reason(policy: Policy, request: AdmissionRequest) -> str | None:
-    if request.sub_resource:
+    # A status UPDATE is judged like any UPDATE (only metadata is ever judged): for built-in
+    # kinds it can change labels and annotations. The webhook rules send only those.
+    if request.sub_resource and not (
+        request.sub_resource == "status" and request.operation == "UPDATE"
+    ):
         return f"subresource {request.sub_resource} is not governed"
     if request.operation in ("DELETE", "CONNECT"):
         return f"{request.operation} is not governed"

@@ -44,11 +44,17 @@ class KnownKind(ApiVersioned):
     native_ttl: NativeTtl | None = None
     # True when deciding needs the object's status (completion), not only its metadata.
     needs_status: bool = False
+    # True when an UPDATE of the kind's status subresource can change its metadata (labels,
+    # annotations): built-in kinds such as Jobs reset only the spec on a status update. A
+    # CRD's status subresource ignores metadata changes, so its status needs no webhook.
+    status_writes_metadata: bool = False
 
 
 KNOWN_KINDS: tuple[KnownKind, ...] = (
     KnownKind("v1", "Secret", "secrets"),
-    KnownKind("batch/v1", "Job", "jobs", native_ttl="job", needs_status=True),
+    KnownKind(
+        "batch/v1", "Job", "jobs", native_ttl="job", needs_status=True, status_writes_metadata=True
+    ),
     KnownKind("kubeflow.org/v1", "TFJob", "tfjobs", native_ttl="run-policy", needs_status=True),
     KnownKind(
         "kubeflow.org/v1", "PyTorchJob", "pytorchjobs", native_ttl="run-policy", needs_status=True
