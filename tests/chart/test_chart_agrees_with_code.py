@@ -53,7 +53,8 @@ CASES: dict[str, dict[str, Any]] = {
         }
     },
     "custom-policy": {"set_values": CUSTOM_POLICY_VALUES},
-    "backfill": {"set_values": {"sweeper.backfill": "true"}},
+    "no-backfill": {"set_values": {"sweeper.backfill": "false"}},
+    "backfill-existing": {"set_values": {"sweeper.backfillExisting": "true"}},
 }
 
 
@@ -123,7 +124,7 @@ def test_the_policy_configmap_is_the_default_policy_with_the_release_names_fille
     settings = policy.settings
     assert settings.warden_namespace == NAMESPACE
     assert settings.excluded_namespaces == default.settings.excluded_namespaces
-    assert settings.dry_run is False and settings.backfill is False
+    assert settings.dry_run is False and settings.backfill is True
     assert policy.is_privileged(f"system:serviceaccount:{NAMESPACE}:{FULLNAME}-sweeper", ())
     assert not policy.is_privileged(f"system:serviceaccount:{NAMESPACE}:{FULLNAME}-webhook", ())
 
@@ -136,28 +137,43 @@ def test_the_charts_default_rules_are_the_built_in_policys_rules():
             assert BUILT_IN["settings"][key] == value, key
 
 
-def test_dry_run_and_backfill_are_one_value_away():
+def sweeper_args(manifests: list[dict[str, Any]]) -> list[str]:
+    deployment = find(manifests, "Deployment", f"{FULLNAME}-sweeper")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_dry_run_is_one_value_away_and_backfill_of_what_the_webhook_missed_is_on():
     manifests = render(
         release=RELEASE,
         namespace=NAMESPACE,
-        set_values={"sweeper.dryRun": "true", "sweeper.backfill": "true"},
+        set_values={"sweeper.dryRun": "true", "sweeper.backfill": "false"},
     )
     policy = policy_of(manifests)
-    assert policy.settings.dry_run and policy.settings.backfill
-    args = find(manifests, "Deployment", f"{FULLNAME}-sweeper")["spec"]["template"]["spec"][
-        "containers"
-    ][0]["args"]
-    assert "--dry-run" in args and "--backfill" in args
-    enforcing = find(rendered("default"), "Deployment", f"{FULLNAME}-sweeper")
-    default_args = enforcing["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--dry-run" not in default_args and "--backfill" not in default_args
+    assert policy.settings.dry_run and not policy.settings.backfill
+    assert "--dry-run" in sweeper_args(manifests)
+    assert not any(a.startswith("--backfill") for a in sweeper_args(manifests))
+    default_args = sweeper_args(rendered("default"))
+    assert "--dry-run" not in default_args
+    # By default: backfill, of the objects made since the webhook configuration was.
+    assert "--backfill" in default_args
+    assert f"--backfill-since-webhook={FULLNAME}" in default_args
+    existing = sweeper_args(rendered("backfill-existing"))
+    assert "--backfill" in existing
+    assert not any(a.startswith("--backfill-since-webhook") for a in existing)
 
 
 def test_sweeper_cluster_role_equals_the_generated_rules(case):
     _, manifests = case
     policy = policy_of(manifests)
     role = find(manifests, "ClusterRole", f"{FULLNAME}-sweeper")
-    assert role["rules"] == sweeper_cluster_rules(policy, backfill=policy.settings.backfill)
+    since = [
+        a.split("=", 1)[1]
+        for a in sweeper_args(manifests)
+        if a.startswith("--backfill-since-webhook=")
+    ]
+    assert role["rules"] == sweeper_cluster_rules(
+        policy, backfill=policy.settings.backfill, backfill_since_webhook=(since or [None])[0]
+    )
 
 
 def test_sweeper_lease_role_equals_the_generated_rules():

@@ -103,9 +103,24 @@ def installed(control_plane: ControlPlane) -> Iterator[Installed]:
 def test_sweeper_lists_everywhere_and_deletes_each_governed_kind(installed, group, resource):
     assert installed.allowed("sweeper", "list", group, resource)
     assert installed.allowed("sweeper", "delete", group, resource, namespace=OTHER_NAMESPACE)
-    # No backfill by default: it never changes an object.
-    assert not installed.allowed("sweeper", "patch", group, resource, namespace=OTHER_NAMESPACE)
+    # Backfill is on by default: it patches the warden's metadata onto what the webhook missed
+    # (a merge patch), and never updates a whole object.
+    assert installed.allowed("sweeper", "patch", group, resource, namespace=OTHER_NAMESPACE)
     assert not installed.allowed("sweeper", "update", group, resource, namespace=OTHER_NAMESPACE)
+
+
+def test_sweeper_reads_what_backfill_attributes_an_owner_from(installed):
+    assert installed.allowed("sweeper", "get", "", "namespaces")
+    assert installed.allowed("sweeper", "get", "kubeflow.org", "profiles", name="team-a")
+    # When the webhook was registered, and nothing else of admission registration.
+    webhook = "admissionregistration.k8s.io"
+    assert installed.allowed(
+        "sweeper", "get", webhook, "mutatingwebhookconfigurations", name=installed.fullname
+    )
+    assert not installed.allowed(
+        "sweeper", "get", webhook, "mutatingwebhookconfigurations", name="someone-elses"
+    )
+    assert not installed.allowed("sweeper", "update", "", "namespaces", name="team-a")
 
 
 @pytest.mark.parametrize(

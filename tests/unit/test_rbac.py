@@ -36,6 +36,23 @@ def test_backfill_adds_get_and_patch_on_governed_kinds():
     rules = sweeper_cluster_rules(load_policy(), backfill=True)
     assert verbs(rules, "", "secrets") == {"get", "list", "delete", "patch"}
     assert verbs(rules, "", "pods") == {"list"}
+    # Attribution reads the namespace's owner and its Kubeflow Profile's; nothing more.
+    assert verbs(rules, "", "namespaces") == {"get"}
+    assert verbs(rules, "kubeflow.org", "profiles") == {"get"}
+    assert not any("resourceNames" in r for r in rules)
+
+
+def test_backfill_since_the_webhook_reads_that_one_configuration():
+    rules = sweeper_cluster_rules(load_policy(), backfill=True, backfill_since_webhook="kw")
+    assert rules[-1] == {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": ["kw"],
+        "verbs": ["get"],
+    }
+    assert sweeper_cluster_rules(load_policy(), backfill_since_webhook="kw") == (
+        sweeper_cluster_rules(load_policy())
+    )
 
 
 def test_a_policy_without_secrets_or_revisions_needs_no_pod_or_configuration_reads():

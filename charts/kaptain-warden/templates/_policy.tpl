@@ -155,12 +155,10 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $_ := set $verbs $key (append (get $verbs $key | default list) "list") -}}
 {{- end -}}
 {{- end -}}
-{{- $selectsNamespaces := false -}}
-{{- range .Values.policy.rules -}}
-{{- if .match.namespaceSelector -}}{{- $selectsNamespaces = true -}}{{- end -}}
-{{- end -}}
-{{- if and $backfill $selectsNamespaces -}}
+{{- if $backfill -}}
+{{- /* Backfill attributes an owner: the namespace's (labels, `owner` annotation) and its Kubeflow Profile's. */ -}}
 {{- $_ := set $verbs " namespaces" (append (get $verbs " namespaces" | default list) "get") -}}
+{{- $_ := set $verbs "kubeflow.org profiles" (append (get $verbs "kubeflow.org profiles" | default list) "get") -}}
 {{- end -}}
 {{- $_ := set $verbs "events.k8s.io events" (list "create") -}}
 {{- $byGroup := dict -}}
@@ -178,6 +176,10 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- range $verbSet := keys $sets | sortAlpha -}}
 {{- $rules = append $rules (dict "apiGroups" (list $group) "resources" (get $sets $verbSet | sortAlpha) "verbs" (splitList " " $verbSet)) -}}
 {{- end -}}
+{{- end -}}
+{{- if and $backfill (not .Values.sweeper.backfillExisting) -}}
+{{- /* When the webhook was registered: only objects made since then were missed. */ -}}
+{{- $rules = append $rules (dict "apiGroups" (list "admissionregistration.k8s.io") "resources" (list "mutatingwebhookconfigurations") "resourceNames" (list (include "kaptain-warden.webhookConfigurationName" .)) "verbs" (list "get")) -}}
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}

@@ -93,8 +93,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=env_flag("backfill"),
         help="also stamp governed objects that have no warden metadata (made before the "
-        "install or while the webhook was down), owner inferred from their parents, "
-        "serving.knative.dev/creator, or `unknown`",
+        "install or while the webhook was down), owner attributed from a managed parent, "
+        "the creator the object records, the namespace's owner (Kubeflow Profile), or "
+        "`unknown`",
+    )
+    parser.add_argument(
+        "--backfill-since-webhook",
+        metavar="NAME",
+        default=env_default("backfill_since_webhook", None),
+        help="backfill only objects created after this MutatingWebhookConfiguration was: "
+        "those the webhook missed, not those that predate the install (the chart sets it)",
     )
     parser.add_argument(
         "--page-size",
@@ -270,6 +278,7 @@ def _prepare(
         max_deletes_per_cycle=args.max_deletes_per_cycle,
         namespaces=tuple(dict.fromkeys(args.namespaces or ())),
         backfill=args.backfill or policy.settings.backfill,
+        backfill_since_webhook=args.backfill_since_webhook,
         interval=interval,
         page_size=args.page_size,
         request_timeout=args.request_timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from kaptain_warden.policies.metadata import KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.secret_refs import HOLDER_KINDS
 
@@ -14,7 +15,9 @@ _KNATIVE = "serving.knative.dev"
 _ISVC_GROUPS = ("serving.kserve.io", "serving.kubeflow.org")
 
 
-def sweeper_cluster_rules(policy: Policy, *, backfill: bool = False) -> list[dict[str, Any]]:
+def sweeper_cluster_rules(
+    policy: Policy, *, backfill: bool = False, backfill_since_webhook: str | None = None
+) -> list[dict[str, Any]]:
     """ClusterRole rules that let the sweeper do everything it does under `policy`, no more.
 
     - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
@@ -24,7 +27,9 @@ def sweeper_cluster_rules(policy: Policy, *, backfill: bool = False) -> list[dic
     - Secrets governed: `list` on the kinds that can hold a Secret (pods, ServiceAccounts,
       workloads with pod templates), read before a Secret is deleted;
     - `create` on events.k8s.io Events, one per deletion;
-    - backfill with namespace-selector rules: `get` on namespaces.
+    - backfill: `get` on namespaces (labels, the `owner` annotation) and on Kubeflow
+      Profiles (their owner); with `backfill_since_webhook`, `get` on that one
+      MutatingWebhookConfiguration (when the webhook was registered).
 
     Rules are grouped per API group, sorted, so the output is stable for the chart's tests.
     """
@@ -41,8 +46,9 @@ def sweeper_cluster_rules(policy: Policy, *, backfill: bool = False) -> list[dic
     if any(k.group == "" and k.kind == "Secret" for k in kinds):
         for holder in HOLDER_KINDS:
             verbs[(holder.group, holder.resource)].add("list")
-    if backfill and any(r.match.namespace_selector is not None for r in policy.rules):
+    if backfill:
         verbs[("", "namespaces")].add("get")
+        verbs[(KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE)].add("get")
     verbs[("events.k8s.io", "events")].add("create")
 
     by_group: dict[str, dict[frozenset[str], list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -60,6 +66,15 @@ def sweeper_cluster_rules(policy: Policy, *, backfill: bool = False) -> list[dic
                     "verbs": sorted(verb_set),
                 }
             )
+    if backfill and backfill_since_webhook:
+        rules.append(
+            {
+                "apiGroups": ["admissionregistration.k8s.io"],
+                "resources": ["mutatingwebhookconfigurations"],
+                "resourceNames": [backfill_since_webhook],
+                "verbs": ["get"],
+            }
+        )
     return rules
 
 

@@ -54,7 +54,9 @@ def _matches_who(match: Match, subject: Subject) -> bool:
     return not match.groups or any(match.groups.matches(g) for g in subject.groups)
 
 
-def _matches(rule: Rule, subject: Subject) -> bool:
+def _matches(rule: Rule, subject: Subject, *, who: bool = True) -> bool:
+    """`who`: also match the requester (users, groups, inheritance); False matches the
+    object's own facts only."""
     match = rule.match
     if not rule.governs_kind(subject.api_version, subject.kind):
         return False
@@ -74,7 +76,7 @@ def _matches(rule: Rule, subject: Subject) -> bool:
         return False
     if match.secret_types and subject.obj.get("type", "Opaque") not in match.secret_types:
         return False
-    return _matches_who(match, subject)
+    return not who or _matches_who(match, subject)
 
 
 def find_rule(policy: Policy, subject: Subject) -> Rule | None:
@@ -82,6 +84,28 @@ def find_rule(policy: Policy, subject: Subject) -> Rule | None:
     if is_excluded_namespace(policy, subject.namespace):
         return None
     return next((rule for rule in policy.rules if _matches(rule, subject)), None)
+
+
+def find_backfill_rule(
+    policy: Policy, subject: Subject, *, attributed: bool, namespace_owned: bool
+) -> Rule | None:
+    """The rule that governs an object the webhook missed, found by the sweeper's backfill.
+
+    `subject` carries what was attributed: the managed parent's owner (`inherited_owner`)
+    and the creator the object records (`username`, empty when none). In order, the first
+    rule that matches as at admission governs; when nothing attributed the creator or the
+    parent (`attributed` false), a rule whose other fields match governs anyway if its
+    `backfill` says so: `owned` in a namespace that has an owner, `any` everywhere.
+    """
+    if is_excluded_namespace(policy, subject.namespace):
+        return None
+    for rule in policy.rules:
+        if _matches(rule, subject):
+            return rule
+        anyway = rule.backfill == "any" or (rule.backfill == "owned" and namespace_owned)
+        if not attributed and anyway and _matches(rule, subject, who=False):
+            return rule
+    return None
 
 
 def governs_kind(policy: Policy, api_version: str, kind: str) -> bool:

@@ -200,6 +200,7 @@ class _Builder:
             max_ttl=max_ttl,
             allow_keep=raw.get("allowKeep", False),
             retention=retention,
+            backfill=raw.get("backfill", "attributed"),
         )
 
     def build(self, source: str) -> Policy:

@@ -14,6 +14,13 @@ KNATIVE_ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
 KNATIVE_ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 KNATIVE_NO_GC = "serving.knative.dev/no-gc"
 KNATIVE_CREATOR = "serving.knative.dev/creator"
+# Kubeflow facts we read (kubeflow profile-controller): a Profile is cluster-scoped, named like
+# the namespace it makes, and names its owner in `spec.owner.name`; the controller also writes
+# that owner into the namespace's `owner` annotation.
+KUBEFLOW_PROFILE_GROUP = "kubeflow.org"
+KUBEFLOW_PROFILE_VERSION = "v1"
+KUBEFLOW_PROFILE_RESOURCE = "profiles"
+KUBEFLOW_NAMESPACE_OWNER = "owner"
 # Labels that name the object an object was made for, as (label, apiVersion, kind) of that parent.
 PARENT_LABELS: tuple[tuple[str, str, str], ...] = (
     ("serving.kserve.io/inferenceservice", "serving.kserve.io/v1beta1", "InferenceService"),

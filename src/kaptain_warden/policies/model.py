@@ -15,6 +15,11 @@ from kaptain_warden.policies.retention import RetentionSettings
 
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
+#: Which objects the sweeper's backfill stamps under a rule when it cannot tell who made them:
+#:   attributed  none: only objects whose creator or managed parent is known and matches
+#:   owned       also those in a namespace that has an owner (a Kubeflow Profile's), owned by it
+#:   any         also those with no evidence at all, owned by `unknown`
+BackfillScope = Literal["attributed", "owned", "any"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class Rule:
     max_ttl: timedelta = timedelta(days=30)
     allow_keep: bool = False
     retention: RetentionSettings | None = None
+    backfill: BackfillScope = "attributed"
 
     def governs_kind(self, api_version: str, kind: str) -> bool:
         """True when this rule's match names apiVersion/kind."""

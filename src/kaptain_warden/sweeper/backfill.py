@@ -1,4 +1,5 @@
-"""Backfill: stamp governed objects that carry no warden metadata (made before the install)."""
+"""Backfill: stamp governed objects the webhook missed (an outage, or made before the install),
+with the owner the best evidence in the cluster names."""
 
 from __future__ import annotations
 
@@ -6,28 +7,51 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.policies.admission import plan_stamp
-from kaptain_warden.policies.evaluate import Subject, find_rule, needs_namespace_labels
+from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.kinds import KnownKind
-from kaptain_warden.policies.metadata import KNATIVE_CREATOR
+from kaptain_warden.policies.metadata import (
+    KNATIVE_CREATOR,
+    KUBEFLOW_NAMESPACE_OWNER,
+    KUBEFLOW_PROFILE_GROUP,
+    KUBEFLOW_PROFILE_RESOURCE,
+    KUBEFLOW_PROFILE_VERSION,
+)
 from kaptain_warden.policies.model import Policy, Rule
-from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.report import ReportEntry
 
-__all__ = ["UNKNOWN_OWNER", "BackfillResult", "OwnerResolver", "backfill"]
+__all__ = [
+    "UNKNOWN_OWNER",
+    "Attribution",
+    "BackfillResult",
+    "NamespaceOwners",
+    "OwnerResolver",
+    "attribute",
+    "backfill",
+]
 
 logger = logging.getLogger(__name__)
 
-#: The owner of a backfilled object whose creator cannot be inferred.
+#: The owner of a backfilled object nothing in the cluster attributes.
 UNKNOWN_OWNER = "unknown"
+#: Where an owner came from, best first: a managed parent's owner, the creator the object
+#: records, the namespace's owner, nothing.
+Evidence = Literal["parent", "creator", "namespace", "none"]
 #: (namespace, object) -> the owner annotation of its nearest managed ancestor, or None.
 OwnerResolver = Callable[[str, Mapping[str, Any]], str | None]
+_EVIDENCE: dict[Evidence, str] = {
+    "parent": "its managed parent",
+    "creator": "the creator it records",
+    "namespace": "the namespace's owner",
+    "none": "no evidence",
+}
 # A Secret whose type is none of the policy's secretTypes (listed without a type filter).
 _OTHER_TYPE = "(not among the policy's secretTypes)"
 
@@ -41,6 +65,105 @@ class BackfillResult:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """Who owns an object the webhook missed, and the evidence that says so."""
+
+    owner: str
+    evidence: Evidence
+
+
+def attribute(
+    rule: Rule, *, inherited: str | None, creator: str | None, namespace_owner: str | None
+) -> Attribution:
+    """The owner of a backfilled object from the best evidence, in this order: the owner of a
+    managed parent (when the rule inherits), the creator the object records, the namespace's
+    owner, else `unknown`."""
+    if rule.match.inherit and inherited:
+        return Attribution(inherited, "parent")
+    if creator:
+        return Attribution(creator, "creator")
+    if namespace_owner:
+        return Attribution(namespace_owner, "namespace")
+    return Attribution(UNKNOWN_OWNER, "none")
+
+
+@dataclass
+class _Namespace:
+    labels: Mapping[str, str] | None
+    owner: str | None
+    # Why the owner could not be read (then objects that depend on it wait for a later pass).
+    unreadable: str | None = None
+
+
+class NamespaceOwners:
+    """Each namespace's labels and owner, read once per pass.
+
+    The owner is the Kubeflow Profile's `spec.owner.name` (the Profile is named like the
+    namespace), else the namespace's `owner` annotation (which the profile controller writes).
+    A namespace nobody owns has None. Namespaces are cluster-scoped and Profiles are made by
+    administrators or the profile controller: tenants cannot write either.
+    """
+
+    def __init__(self, api: KubeApi) -> None:
+        self._api = api
+        self._seen: dict[str, _Namespace] = {}
+
+    def get(self, namespace: str) -> _Namespace:
+        """The namespace's facts (cached for the life of this object: one pass)."""
+        if namespace not in self._seen:
+            self._seen[namespace] = self._read(namespace)
+        return self._seen[namespace]
+
+    def _read(self, namespace: str) -> _Namespace:
+        path = resource_path(group="", version="v1", resource="namespaces", name=namespace)
+        try:
+            ns = self._api.get(path)
+        except API_ERRORS as exc:
+            return _Namespace(
+                None, None, f"cannot read namespace {namespace}: {describe_error(exc)}"
+            )
+        meta = ns.get("metadata") if isinstance(ns, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
+        labels = meta.get("labels")
+        labels = labels if isinstance(labels, Mapping) else {}
+        profile_path = resource_path(
+            group=KUBEFLOW_PROFILE_GROUP,
+            version=KUBEFLOW_PROFILE_VERSION,
+            resource=KUBEFLOW_PROFILE_RESOURCE,
+            name=namespace,
+        )
+        try:
+            profile = self._api.get(profile_path)
+        except API_ERRORS as exc:
+            if error_status(exc) != 404:  # 404: no such Profile, or Profiles are not served
+                return _Namespace(
+                    labels, None, f"cannot read Profile {namespace}: {describe_error(exc)}"
+                )
+            profile = None
+        owner = _text(_dig(profile, "spec", "owner", "name"))
+        if owner is None:
+            annotations = meta.get("annotations")
+            if isinstance(annotations, Mapping):
+                owner = _text(annotations.get(KUBEFLOW_NAMESPACE_OWNER))
+        return _Namespace(labels, owner)
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A usable identity: a non-empty string of sane length, else None."""
+    if isinstance(value, str) and value.strip() and len(value) <= 512:
+        return value
+    return None
+
+
 def backfill(
     api: KubeApi,
     *,
@@ -50,19 +173,27 @@ def backfill(
     now: datetime,
     resolve_owner: OwnerResolver,
     page_size: int = 500,
+    created_after: datetime | None = None,
 ) -> BackfillResult:
     """Find governed objects without the `managed` label and stamp them with a merge patch.
 
-    Objects are matched like at admission (`find_rule`), with what is known afterwards: the
-    parents' owner (inheritance) and Knative's `serving.knative.dev/creator` as the
-    requester. An object no rule matches is left alone. The patch adds only the keys that
-    are missing and carries the object's resourceVersion, so a concurrent change makes it
-    fail (409) and the next pass looks again. Native TTL fields are not touched: the sweeper
-    enforces what the annotations say.
+    Who made an object is not known afterwards, so it is attributed from the best evidence
+    (`attribute`): the managed parent's owner, the creator the object records (Knative's
+    `serving.knative.dev/creator`, written by Knative's own webhook), the namespace's owner.
+    Rules match on what was attributed (`find_backfill_rule`); a rule's `backfill` setting
+    says whether an object whose creator stays unknown is governed anyway. An object no rule
+    governs is left alone, and so is one created before `created_after` (when the warden's
+    webhook was registered: older objects predate the install, they were not missed).
+
+    The stamp is computed afresh: the system keys (owner, rule, created-at, expires-at and
+    `backfilled-at`, all at `now`) overwrite whatever the object carries, so the TTL counts
+    from the stamp; valid user keys (ttl, ttl-after-finished, keep) are honoured. The patch
+    carries the object's resourceVersion, so a concurrent change makes it fail (409) and the
+    next pass looks again. Native TTL fields are not touched: the sweeper enforces what the
+    annotations say.
     """
     result = BackfillResult()
-    keys = policy.keys
-    namespace_labels: dict[str, Mapping[str, str] | None] = {}
+    owners = NamespaceOwners(api)
     for kind in policy.kinds:
         try:
             objects = _list_unmanaged(api, kind, policy, namespaces, page_size)
@@ -80,34 +211,20 @@ def backfill(
         for obj in objects:
             meta = obj["metadata"]
             namespace = str(meta.get("namespace", ""))
-            try:
-                if needs_namespace_labels(policy) and namespace not in namespace_labels:
-                    namespace_labels[namespace] = _namespace_labels(api, namespace)
-                annotations = meta.get("annotations") or {}
-                creator = annotations.get(KNATIVE_CREATOR) or None
-                inherited = resolve_owner(namespace, obj) if parent_refs(obj) else None
-                subject = Subject(
-                    api_version=kind.api_version,
-                    kind=kind.kind,
-                    namespace=namespace,
-                    obj=obj,
-                    username=creator or "",
-                    namespace_labels=namespace_labels.get(namespace),
-                    inherited_owner=inherited,
-                )
-                rule = find_rule(policy, subject)
-                if rule is None:
+            if created_after is not None:
+                created = parse_time(meta.get("creationTimestamp"))
+                if created is None or created < created_after:
                     continue
-                owner = annotations.get(keys.owner) or _owner(rule, inherited, creator)
-                _stamp(
+            try:
+                _backfill_one(
                     api,
                     kind=kind,
                     obj=obj,
                     policy=policy,
-                    rule=rule,
-                    owner=owner,
+                    owners=owners,
                     now=now,
                     dry_run=dry_run,
+                    resolve_owner=resolve_owner,
                     result=result,
                 )
             except Exception as exc:  # one object never stops the backfill
@@ -124,12 +241,62 @@ def backfill(
     return result
 
 
-def _owner(rule: Rule, inherited: str | None, creator: str | None) -> str:
-    """The requester is not known any more: the managed parent's owner when the rule
-    inherits, else Knative's creator annotation, else `unknown`."""
-    if rule.match.inherit and inherited:
-        return inherited
-    return creator or UNKNOWN_OWNER
+def _backfill_one(
+    api: KubeApi,
+    *,
+    kind: KnownKind,
+    obj: dict[str, Any],
+    policy: Policy,
+    owners: NamespaceOwners,
+    now: datetime,
+    dry_run: bool,
+    resolve_owner: OwnerResolver,
+    result: BackfillResult,
+) -> None:
+    meta = obj["metadata"]
+    namespace = str(meta.get("namespace", ""))
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    creator = _text(annotations.get(KNATIVE_CREATOR))
+    inherited = resolve_owner(namespace, obj) if parent_refs(obj) else None
+    facts = owners.get(namespace)
+    subject = Subject(
+        api_version=kind.api_version,
+        kind=kind.kind,
+        namespace=namespace,
+        obj=obj,
+        username=creator or "",
+        namespace_labels=facts.labels,
+        inherited_owner=inherited,
+    )
+    attributed = bool(creator or inherited)
+    if not attributed and facts.unreadable:
+        # Whether a rule governs it anyway depends on the namespace's owner: not on doubt.
+        if facts.unreadable not in result.errors:
+            result.errors.append(f"backfill: {facts.unreadable}")
+            logger.warning(
+                "backfill leaves this namespace's unattributed objects for a later pass: %s",
+                facts.unreadable,
+                extra={"namespace": namespace},
+            )
+        return
+    rule = find_backfill_rule(
+        policy, subject, attributed=attributed, namespace_owned=facts.owner is not None
+    )
+    if rule is None:
+        return
+    attribution = attribute(rule, inherited=inherited, creator=creator, namespace_owner=facts.owner)
+    _stamp(
+        api,
+        kind=kind,
+        obj=obj,
+        policy=policy,
+        rule=rule,
+        attribution=attribution,
+        now=now,
+        dry_run=dry_run,
+        result=result,
+    )
 
 
 def _stamp(
@@ -139,17 +306,28 @@ def _stamp(
     obj: dict[str, Any],
     policy: Policy,
     rule: Rule,
-    owner: str,
+    attribution: Attribution,
     now: datetime,
     dry_run: bool,
     result: BackfillResult,
 ) -> None:
     meta = obj["metadata"]
-    stamp = plan_stamp(policy=policy, rule=rule, obj=obj, owner=owner, now=now)
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    patch_labels = {k: v for k, v in stamp.labels.items() if k not in labels}
-    patch_annotations = {k: v for k, v in stamp.annotations.items() if k not in annotations}
+    keys = policy.keys
+    owner = attribution.owner
+    # Nothing the object says about its own stamp is trusted: a created-at or expires-at
+    # written while the webhook was away would shorten (or stretch) the TTL.
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    trusted = {k: v for k, v in annotations.items() if k not in keys.system_annotations}
+    stamp = plan_stamp(
+        policy=policy,
+        rule=rule,
+        obj={**obj, "metadata": {**meta, "annotations": trusted}},
+        owner=owner,
+        now=now,
+    )
+    patch_labels = stamp.labels
+    patch_annotations = {**stamp.annotations, keys.backfilled_at: format_time(now)}
     fields = {
         "apiVersion": kind.api_version,
         "kind": kind.kind,
@@ -158,6 +336,7 @@ def _stamp(
         "uid": meta.get("uid"),
         "rule": rule.id,
         "owner": owner,
+        "attribution": attribution.evidence,
         "dryRun": dry_run,
     }
     expires = parse_time(stamp.annotations.get(policy.keys.expires_at))
@@ -179,7 +358,8 @@ def _stamp(
                 rule=rule.id,
                 owner=owner,
                 action="keep",
-                reason=f"unmanaged: backfill would stamp it now (rule {rule.id!r})",
+                reason=f"unmanaged: backfill would stamp it now (rule {rule.id!r}, owner "
+                f"from {_EVIDENCE[attribution.evidence]})",
                 expires_at=expires,
             )
         )
@@ -252,17 +432,3 @@ def _list_unmanaged(
         for obj in list_all(api, request):
             seen.setdefault(str(obj["metadata"].get("uid")), {**obj, "type": _OTHER_TYPE})
     return list(seen.values())
-
-
-def _namespace_labels(api: KubeApi, namespace: str) -> Mapping[str, str] | None:
-    try:
-        ns = api.get(resource_path(group="", version="v1", resource="namespaces", name=namespace))
-    except API_ERRORS as exc:
-        logger.warning(
-            "cannot read namespace labels: %s",
-            describe_error(exc),
-            extra={"namespace": namespace},
-        )
-        return None
-    labels = (ns.get("metadata") or {}).get("labels")
-    return labels if isinstance(labels, Mapping) else {}

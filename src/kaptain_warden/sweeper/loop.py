@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.expiry import (
     Decision,
@@ -23,7 +24,8 @@ from kaptain_warden.policies.expiry import (
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.secret_refs import holders_reason
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
+from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver, backfill
 from kaptain_warden.sweeper.deleter import Candidate, Deleter, DeletionSummary, run_deletions
 from kaptain_warden.sweeper.in_use import find_secret_holders
@@ -119,7 +121,7 @@ class Sweeper:
         began = time.monotonic()
         report = CycleReport(evaluated_at=now, entries=[])
         if self.settings.backfill:
-            filled = self._backfill(now)
+            filled = self._backfill(now, report)
             report.backfilled = filled.stamped
             report.errors += filled.errors
             report.entries += filled.entries
@@ -174,7 +176,36 @@ class Sweeper:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _backfill(self, now: datetime) -> BackfillResult:
+    def _backfill(self, now: datetime, report: CycleReport) -> BackfillResult:
+        since: datetime | None = None
+        webhook = self.settings.backfill_since_webhook
+        if webhook is not None:
+            path = resource_path(
+                group="admissionregistration.k8s.io",
+                version="v1",
+                resource="mutatingwebhookconfigurations",
+                name=webhook,
+            )
+            try:
+                configuration = self.api.get(path)
+                since = parse_time((configuration.get("metadata") or {}).get("creationTimestamp"))
+            except API_ERRORS as exc:
+                # Absent: the webhook is not installed, so it missed nothing. Unreadable:
+                # which objects it missed is unknown; backfill waits for a later pass.
+                if error_status(exc) != 404:
+                    report.errors.append(
+                        f"backfill: cannot read MutatingWebhookConfiguration {webhook}: "
+                        f"{describe_error(exc)}"
+                    )
+                logger.warning(
+                    "backfill skipped: cannot read MutatingWebhookConfiguration %s: %s",
+                    webhook,
+                    describe_error(exc),
+                )
+                return BackfillResult()
+            if since is None:
+                report.errors.append(f"backfill: {webhook} has no readable creationTimestamp")
+                return BackfillResult()
         return backfill(
             self.api,
             policy=self.policy,
@@ -183,6 +214,7 @@ class Sweeper:
             now=now,
             resolve_owner=self._resolve_owner,
             page_size=self.settings.page_size,
+            created_after=since,
         )
 
     def _list(self, kind: KnownKind, report: CycleReport) -> list[dict[str, Any]]:

@@ -32,6 +32,11 @@ class SweeperSettings:
     """Also stamp governed objects that carry no warden metadata (`--backfill`, or
     `settings.backfill` in the policy). Needs `patch` on the governed kinds."""
 
+    backfill_since_webhook: str | None = None
+    """Backfill only objects created after this MutatingWebhookConfiguration was
+    (`--backfill-since-webhook`): what the webhook missed, not what predates the install.
+    Needs `get` on that one configuration. None: every unstamped governed object."""
+
     interval: float = 60.0
     """Seconds between the starts of two passes of `kaptain-warden sweeper` (`--interval`)."""
 
@@ -60,6 +65,7 @@ class SweeperSettings:
             "maxDeletesPerCycle": self.max_deletes_per_cycle,
             "namespaces": list(self.namespaces) or "all",
             "backfill": self.backfill,
+            "backfillSinceWebhook": self.backfill_since_webhook,
             "interval": self.interval,
             "pageSize": self.page_size,
             "requestTimeout": self.request_timeout,

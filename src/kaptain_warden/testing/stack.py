@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import os
 import shutil
+import signal
 import ssl
 import sys
 import tempfile
@@ -291,6 +293,17 @@ class WardenStack:
         if self._server is not None:
             self._server.stop(timeout=15)
             self._server = None
+
+    def kill_server(self) -> int:
+        """SIGKILL the admission server's whole process group (the arbiter and its workers at
+        once, as when its container dies), leaving the webhooks registered; returns the
+        arbiter's pid. Nothing of the server's own cleanup runs."""
+        assert self._server is not None, "the server is not running"
+        pid = self._server.pid
+        os.killpg(pid, signal.SIGKILL)
+        self._server.stop(timeout=15)  # reaps it
+        self._server = None
+        return pid
 
     def configurations(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The (mutating, validating) configurations this stack registers."""
