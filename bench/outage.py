@@ -1,0 +1,160 @@
+"""Benchmark: the admission server killed under a create load, then backfill; figures per round.
+
+    KUBEBUILDER_ASSETS=$(hack/test-assets | tail -n 1) .venv/bin/python bench/outage.py
+
+Starts its own control plane and `kaptain-warden serve` (the built-in policy), a Kubeflow
+Profile namespace owned by alice@example.com, and a notebook identity creating Opaque Secrets
+at --rate per second for --seconds. A third of the way in, the admission server's whole process
+group (arbiter and workers) gets SIGKILL, as when its container dies; --outage seconds later it
+is started again. Then one sweeper pass runs as the chart runs it (backfill of what the webhook
+missed, then deletes), and a dry run at the stamp + TTL - 1 s. Each scenario runs --rounds
+times, alternating failurePolicy Ignore (the chart's default) and Fail, and prints per round:
+
+  creates / failed creates / admitted unstamped / unstamped after backfill / wrong deletions
+  (objects gone after the pass, or due before a full TTL from the stamp) / recovery time (from
+  the restart to the first create stamped again) / backfill pass time
+
+then the range over rounds. A script, not a test: it prints figures (the tier-3 test
+tests/e2e/test_outage_backfill.py asserts the correctness). Loopback only; it stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from kaptain_warden.kube.client import request_json
+from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.sweeper.api import KubeApi
+from kaptain_warden.sweeper.loop import Sweeper
+from kaptain_warden.sweeper.settings import SweeperSettings
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.load import SecretLoad
+from kaptain_warden.testing.profiles import create_owned_profile, install_profile_crd
+from kaptain_warden.testing.stack import WardenStack, notebook_user
+
+P = "warden.kaptain.io"
+OWNER = "alice@example.com"
+TTL = timedelta(hours=24)
+FIELDS = (
+    "creates",
+    "failed",
+    "unstamped",
+    "unstamped after backfill",
+    "wrong deletions",
+    "recovery s",
+    "backfill pass s",
+)
+
+
+def wait(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.02)
+
+
+def one_round(plane: ControlPlane, failure_policy: str, args: argparse.Namespace) -> dict:
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    name = f"warden-{uuid.uuid4().hex[:6]}"
+    with plane.api_client() as admin:
+        create_owned_profile(admin, namespace, OWNER)
+    user = notebook_user(namespace)
+    groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+    with WardenStack(plane, failure_policy=failure_policy, name=name) as stack:
+        with SecretLoad(
+            plane, namespace=namespace, user=user, groups=groups, rate=args.rate
+        ) as load:
+            began = time.monotonic()
+            time.sleep(args.seconds / 3)
+            stack.kill_server()
+            time.sleep(args.outage)
+            restart = time.monotonic()
+            stack.start_server()
+            seen = len(load.results)
+            wait(lambda: any(r.stamped for r in load.results[seen:]))
+            recovered = next(r for r in load.results[seen:] if r.stamped).sent_at - restart
+            time.sleep(max(0.0, began + args.seconds - time.monotonic()))
+        results = load.results
+        with plane.api_client() as admin:
+            sweeper = Sweeper(
+                KubeApi(admin),
+                policy=load_policy(),
+                settings=SweeperSettings(
+                    namespaces=(namespace,), backfill=True, backfill_since_webhook=name
+                ),
+            )
+            start = time.monotonic()
+            report = sweeper.run_once(now=datetime.now(UTC))
+            backfill_seconds = time.monotonic() - start
+            listed = request_json(admin, "GET", f"/api/v1/namespaces/{namespace}/secrets")
+            found = {s["metadata"]["name"]: s["metadata"] for s in listed["items"]}
+            stamps = [
+                parse_time((m.get("annotations") or {}).get(f"{P}/backfilled-at"))
+                for m in found.values()
+            ]
+            stamp = min((s for s in stamps if s is not None), default=None)
+            early = 0
+            if stamp is not None:
+                preview = Sweeper(
+                    KubeApi(admin),
+                    policy=load_policy(),
+                    settings=SweeperSettings(namespaces=(namespace,), dry_run=True),
+                ).run_once(now=stamp + TTL - timedelta(seconds=1))
+                backfilled = {
+                    n
+                    for n, m in found.items()
+                    if f"{P}/backfilled-at" in (m.get("annotations") or {})
+                }
+                early = sum(
+                    1 for e in preview.entries if e.action == "delete" and e.name in backfilled
+                )
+    ok = [r for r in results if r.ok]
+    return {
+        "creates": len(results),
+        "failed": len(results) - len(ok),
+        "unstamped": sum(1 for r in ok if not r.stamped),
+        "unstamped after backfill": sum(
+            1 for m in found.values() if f"{P}/managed" not in (m.get("labels") or {})
+        ),
+        "wrong deletions": sum(1 for r in ok if r.name not in found)
+        + early
+        + report.deletion.deleted,
+        "recovery s": round(recovered, 2),
+        "backfill pass s": round(backfill_seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--outage", type=float, default=10.0)
+    args = parser.parse_args()
+    print(
+        f"{args.rate:g} Secrets/s for {args.seconds:g} s as a notebook; the admission server "
+        f"and its workers SIGKILLed for {args.outage:g} s; {args.rounds} rounds per policy"
+    )
+    figures: dict[str, list[dict]] = {"Ignore": [], "Fail": []}
+    with ControlPlane(crds=False) as plane:
+        with plane.api_client() as admin:
+            install_profile_crd(admin)
+        for n in range(args.rounds):
+            for failure_policy in ("Ignore", "Fail"):  # alternate, so drift hits both
+                row = one_round(plane, failure_policy, args)
+                figures[failure_policy].append(row)
+                print(f"round {n + 1} failurePolicy={failure_policy}: {row}", flush=True)
+    for failure_policy, rows in figures.items():
+        print(f"\nfailurePolicy: {failure_policy} ({len(rows)} rounds)")
+        for field in FIELDS:
+            values = [r[field] for r in rows]
+            print(f"  {field:26} {min(values)} .. {max(values)}")
+
+
+if __name__ == "__main__":
+    main()
