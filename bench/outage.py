@@ -14,20 +14,30 @@ times, alternating failurePolicy Ignore (the chart's default) and Fail, and prin
   (objects gone after the pass, or due before a full TTL from the stamp) / recovery time (from
   the restart to the first create stamped again) / backfill pass time
 
-then the range over rounds. A script, not a test: it prints figures (the tier-3 test
+then the range over rounds. A third scenario stops the API server (SIGSTOP, a hung server) between
+a pass's decisions and its deletes, with --expired expired and as many live stamped Secrets, and
+prints: deletes deferred / deletes reported as errors / expired left after the next pass once it
+is back (SIGCONT) / live Secrets deleted / recovery time (SIGCONT to the end of a complete pass).
+
+A script, not a test: it prints figures (the tier-3 test
 tests/e2e/test_outage_backfill.py asserts the correctness). Loopback only; it stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+
+from kubernetes import client as k8s
 
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
-from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.settings import SweeperSettings
@@ -129,12 +139,81 @@ def one_round(plane: ControlPlane, failure_policy: str, args: argparse.Namespace
     }
 
 
+def stamped_secret(name: str, expires: datetime) -> dict:
+    created = expires - TTL
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                f"{P}/managed": "true",
+                f"{P}/rule": "credentials-secrets",
+                f"{P}/owner": "alice",
+            },
+            "annotations": {
+                f"{P}/owner": "alice",
+                f"{P}/created-at": format_time(created),
+                f"{P}/ttl": "1d",
+                f"{P}/expires-at": format_time(expires),
+            },
+        },
+        "type": "Opaque",
+    }
+
+
+def api_server_round(plane: ControlPlane, args: argparse.Namespace) -> dict:
+    """SIGSTOP the API server after the decisions of a pass; SIGCONT; one more pass."""
+    namespace = f"api-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    with plane.api_client() as admin:
+        request_json(admin, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        bodies = [
+            stamped_secret(f"expired-{i}", now - timedelta(hours=1)) for i in range(args.expired)
+        ]
+        bodies += [
+            stamped_secret(f"live-{i}", now + timedelta(hours=1)) for i in range(args.expired)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda b: request_json(admin, "POST", path, body=b), bodies))
+    (apiserver,) = [p for p in plane.processes if p.name == "kube-apiserver"]
+    configuration = plane.client_configuration()
+    configuration.retries = 0
+
+    def stop(entries) -> None:
+        os.killpg(apiserver.pid, signal.SIGSTOP)
+
+    settings = SweeperSettings(namespaces=(namespace,), max_deletes_per_cycle=10 * args.expired)
+    with k8s.ApiClient(configuration) as api_client:
+        sweeper = Sweeper(KubeApi(api_client, timeout=1.0), policy=load_policy(), settings=settings)
+        try:
+            first = sweeper.run_once(now=datetime.now(UTC), after_decisions=stop)
+        finally:
+            os.killpg(apiserver.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        while True:
+            again = sweeper.run_once(now=datetime.now(UTC))
+            if again.complete:
+                break
+        recovery = time.monotonic() - resumed
+    with plane.api_client() as admin:
+        listed = request_json(admin, "GET", path)
+    names = {s["metadata"]["name"] for s in listed["items"]}
+    return {
+        "deferred": first.deletion.deferred,
+        "errors": first.deletion.errors,
+        "expired left": sum(1 for n in names if n.startswith("expired-")),
+        "live deleted": args.expired - sum(1 for n in names if n.startswith("live-")),
+        "recovery s": round(recovery, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--outage", type=float, default=10.0)
+    parser.add_argument("--expired", type=int, default=200)
     args = parser.parse_args()
     print(
         f"{args.rate:g} Secrets/s for {args.seconds:g} s as a notebook; the admission server "
@@ -149,11 +228,20 @@ def main() -> None:
                 row = one_round(plane, failure_policy, args)
                 figures[failure_policy].append(row)
                 print(f"round {n + 1} failurePolicy={failure_policy}: {row}", flush=True)
+        api_rows = []
+        for n in range(args.rounds):
+            row = api_server_round(plane, args)
+            api_rows.append(row)
+            print(f"round {n + 1} API server stopped mid-pass: {row}", flush=True)
     for failure_policy, rows in figures.items():
         print(f"\nfailurePolicy: {failure_policy} ({len(rows)} rounds)")
         for field in FIELDS:
             values = [r[field] for r in rows]
             print(f"  {field:26} {min(values)} .. {max(values)}")
+    print(f"\nAPI server stopped mid-pass, {args.expired} expired ({len(api_rows)} rounds)")
+    for field in api_rows[0]:
+        values = [r[field] for r in api_rows]
+        print(f"  {field:26} {min(values)} .. {max(values)}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,10 @@ def test_the_api_server_stopped_mid_cycle(own_control_plane, caplog):
                 assert not interrupted.complete
                 assert interrupted.deletion.deleted < 3
                 assert "backing off" in (interrupted.deletion.stopped or "")
+                # Not sent, or sent to a server that did not answer: deferred, not errors.
+                assert interrupted.deletion.errors == 0
+                assert interrupted.deletion.deferred == 3 - interrupted.deletion.deleted
+                assert {e.outcome for e in interrupted.to_delete} <= {"deleted", "deferred"}
                 # One more pass while it is down: nothing can be listed, nothing is deleted.
                 eventually(
                     lambda: len(sweeper.reports) >= 2, "a pass during the outage", timeout=60

@@ -22,6 +22,7 @@ from kaptain_warden.policies.metadata import (
     KUBEFLOW_PROFILE_VERSION,
 )
 from kaptain_warden.policies.model import Policy, Rule
+from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
@@ -123,10 +124,8 @@ class NamespaceOwners:
             return _Namespace(
                 None, None, f"cannot read namespace {namespace}: {describe_error(exc)}"
             )
-        meta = ns.get("metadata") if isinstance(ns, Mapping) else None
-        meta = meta if isinstance(meta, Mapping) else {}
-        labels = meta.get("labels")
-        labels = labels if isinstance(labels, Mapping) else {}
+        meta = metadata_of(ns) if isinstance(ns, Mapping) else {}
+        labels = string_map(meta.get("labels"))
         profile_path = resource_path(
             group=KUBEFLOW_PROFILE_GROUP,
             version=KUBEFLOW_PROFILE_VERSION,
@@ -141,20 +140,12 @@ class NamespaceOwners:
                     labels, None, f"cannot read Profile {namespace}: {describe_error(exc)}"
                 )
             profile = None
-        owner = _text(_dig(profile, "spec", "owner", "name"))
+        spec = profile.get("spec") if isinstance(profile, Mapping) else None
+        owner_ref = spec.get("owner") if isinstance(spec, Mapping) else None
+        owner = _text(owner_ref.get("name")) if isinstance(owner_ref, Mapping) else None
         if owner is None:
-            annotations = meta.get("annotations")
-            if isinstance(annotations, Mapping):
-                owner = _text(annotations.get(KUBEFLOW_NAMESPACE_OWNER))
+            owner = _text(string_map(meta.get("annotations")).get(KUBEFLOW_NAMESPACE_OWNER))
         return _Namespace(labels, owner)
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _text(value: Any) -> str | None:
@@ -255,9 +246,7 @@ def _backfill_one(
 ) -> None:
     meta = obj["metadata"]
     namespace = str(meta.get("namespace", ""))
-    annotations = meta.get("annotations")
-    annotations = annotations if isinstance(annotations, Mapping) else {}
-    creator = _text(annotations.get(KNATIVE_CREATOR))
+    creator = _text(string_map(meta.get("annotations")).get(KNATIVE_CREATOR))
     inherited = resolve_owner(namespace, obj) if parent_refs(obj) else None
     facts = owners.get(namespace)
     subject = Subject(
@@ -316,8 +305,7 @@ def _stamp(
     owner = attribution.owner
     # Nothing the object says about its own stamp is trusted: a created-at or expires-at
     # written while the webhook was away would shorten (or stretch) the TTL.
-    annotations = meta.get("annotations")
-    annotations = annotations if isinstance(annotations, Mapping) else {}
+    annotations = string_map(meta.get("annotations"))
     trusted = {k: v for k, v in annotations.items() if k not in keys.system_annotations}
     stamp = plan_stamp(
         policy=policy,
