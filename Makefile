@@ -63,10 +63,11 @@ test-k8s: $(STAMP) ## pytest (TESTS=..., default all) against Kubernetes K8S=1.x
 	  KW_K8S_VERSION=$(K8S) KUBEBUILDER_ASSETS="$$assets" $(BIN)/pytest $(TESTS)
 
 .PHONY: bench
-bench: $(STAMP) ## Print the benchmark figures (admission server, end-to-end admission, sweep)
+bench: $(STAMP) ## Print the benchmark figures (admission server, end-to-end admission, sweep, outage)
 	$(BIN)/python bench/admission.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/e2e_admission.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/sweep.py
+	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/outage.py
 
 .PHONY: clean
 clean: ## Remove .venv and caches (the control-plane binary cache stays)
