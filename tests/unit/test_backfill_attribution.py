@@ -11,6 +11,7 @@ import pytest
 import yaml
 from test_sweeper_parts import ScriptedApi, api_error
 
+from kaptain_warden.kube.client import METADATA_ONLY
 from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.loader import PolicyError, load_policy, load_policy_text
 from kaptain_warden.policies.owner import owner_label_value
@@ -244,6 +245,8 @@ def test_the_stamp_counts_from_now_whatever_the_object_claims():
             f"{P}/rule": "credentials-secrets",
         }
     assert sent["forged"]["metadata"]["resourceVersion"] == "7"
+    # The answer comes back as metadata only: a Secret's data never reaches the sweeper.
+    assert {kw["accept"] for m, p, kw in api.calls if m == "PATCH"} == {METADATA_ONLY}
 
 
 def test_objects_older_than_the_webhook_are_left_alone():

@@ -32,9 +32,10 @@ def test_the_default_policy_needs_list_and_delete_on_governed_kinds():
     assert verbs(rules, "", "secrets") & {"get", "patch"} == set()
 
 
-def test_backfill_adds_get_and_patch_on_governed_kinds():
+def test_backfill_adds_patch_on_governed_kinds_and_get_on_all_but_secrets():
     rules = sweeper_cluster_rules(load_policy(), backfill=True)
-    assert verbs(rules, "", "secrets") == {"get", "list", "delete", "patch"}
+    assert verbs(rules, "", "secrets") == {"list", "delete", "patch"}  # never their data
+    assert verbs(rules, "batch", "jobs") == {"get", "list", "delete", "patch"}
     assert verbs(rules, "", "pods") == {"list"}
     # Attribution reads the namespace's owner and its Kubeflow Profile's; nothing more.
     assert verbs(rules, "", "namespaces") == {"get"}

@@ -135,7 +135,10 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- range $kinds -}}
 {{- $key := printf "%s %s" .group .resource -}}
 {{- $add := list "list" "delete" -}}
-{{- if $backfill -}}{{- $add = concat $add (list "get" "patch") -}}{{- end -}}
+{{- if $backfill -}}
+{{- /* Parents are read for their owner; a Secret is never one, and its data is not the sweeper's to read. */ -}}
+{{- if and (eq .group "") (eq .kind "Secret") -}}{{- $add = append $add "patch" -}}{{- else -}}{{- $add = concat $add (list "get" "patch") -}}{{- end -}}
+{{- end -}}
 {{- $_ := set $verbs $key (concat (get $verbs $key | default list) $add) -}}
 {{- if and (eq .group "serving.knative.dev") (eq .kind "Revision") -}}{{- $hasRevisions = true -}}{{- end -}}
 {{- if and (eq .group "") (eq .kind "Secret") -}}{{- $hasSecrets = true -}}{{- end -}}

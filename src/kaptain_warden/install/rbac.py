@@ -21,7 +21,8 @@ def sweeper_cluster_rules(
     """ClusterRole rules that let the sweeper do everything it does under `policy`, no more.
 
     - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
-      only with backfill (it stamps objects, and reads parents for their owner);
+      only with backfill (it stamps objects, and reads parents for their owner), never `get`
+      on Secrets;
     - Knative Revisions governed: `get` on Configurations and both InferenceService groups
       (latest ready revision, status components);
     - Secrets governed: `list` on the kinds that can hold a Secret (pods, ServiceAccounts,
@@ -38,7 +39,10 @@ def sweeper_cluster_rules(
     for kind in kinds:
         verbs[(kind.group, kind.resource)] |= {"list", "delete"}
         if backfill:
-            verbs[(kind.group, kind.resource)] |= {"get", "patch"}
+            # Parents are read for their owner; a Secret is never one, and its data is not
+            # the sweeper's to read (backfill lists and patches it as metadata only).
+            secret = kind.group == "" and kind.kind == "Secret"
+            verbs[(kind.group, kind.resource)] |= {"patch"} if secret else {"get", "patch"}
     if any(k.group == _KNATIVE and k.kind == "Revision" for k in kinds):
         verbs[(_KNATIVE, "configurations")].add("get")
         for group in _ISVC_GROUPS:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.client import METADATA_ONLY, resource_path
 from kaptain_warden.policies.admission import plan_stamp
 from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.inheritance import parent_refs
@@ -369,7 +369,14 @@ def _stamp(
         name=str(meta.get("name", "")),
     )
     try:
-        api.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+        # The answer as metadata only: a patched Secret's data never reaches the sweeper.
+        api.request(
+            "PATCH",
+            path,
+            body=body,
+            content_type="application/merge-patch+json",
+            accept=METADATA_ONLY,
+        )
     except API_ERRORS as exc:
         if error_status(exc) in (404, 409):
             logger.info(
