@@ -460,6 +460,55 @@ def test_a_ttl_change_by_annotation_recomputes_the_expiry_and_over_limit_is_deni
     assert final["metadata"]["labels"] == created["metadata"]["labels"]
 
 
+def test_an_unreadable_parent_never_lends_an_owner(notebook, profile):
+    """A Job naming a parent the warden does not read (a ConfigMap) and claiming another
+    owner is stored with the requester as its owner."""
+    configmap = request_json(
+        notebook,
+        "POST",
+        f"/api/v1/namespaces/{profile}/configmaps",
+        body={"metadata": {"name": "not-a-parent"}},
+    )
+    job = body("Job", "borrowed", annotations={KEYS.owner: "system:admin"})
+    job["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "not-a-parent",
+            "uid": configmap["metadata"]["uid"],
+        }
+    ]
+    created = create(notebook, "Job", profile, job)
+    assert created["metadata"]["annotations"][KEYS.owner] == notebook_user(profile)
+    assert created["metadata"]["labels"][KEYS.owner] == owner_label_value(notebook_user(profile))
+
+
+def test_what_no_rule_governs_is_stored_without_warden_keys(
+    control_plane, warden, profile, tmp_path
+):
+    """A Secret type no rule names, carrying managed, rule, another owner and a past expiry."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "example.com/custom",
+        "metadata": {
+            "name": "custom",
+            "labels": {KEYS.managed: "true", KEYS.rule: "credentials-secrets", "app": "x"},
+            "annotations": {
+                KEYS.owner: "system:admin",
+                KEYS.expires_at: "2020-01-01T00:00:00Z",
+            },
+        },
+    }
+    result = kubectl_as_notebook(
+        control_plane, profile, "create", "-o", "json", "-f", write(tmp_path / "s", secret)
+    )
+    stored = json.loads(result.stdout)["metadata"]
+    assert stored["labels"] == {"app": "x"}
+    assert not stored.get("annotations")
+    assert "no kaptain-warden rule governs this Secret" in result.stderr
+
+
 def bind_cluster_admin(kube_admin: k8s.ApiClient, name: str, namespace: str, account: str) -> None:
     """A controller's ServiceAccount with cluster-wide rights on its kinds (cluster-admin here)."""
     request_json(
