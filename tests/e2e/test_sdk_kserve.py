@@ -41,18 +41,19 @@ import pathlib, tempfile
 from kserve import KServeClient
 
 client = KServeClient()
-aws = pathlib.Path(tempfile.mkdtemp()) / "credentials"
-# AWS's documented example keys. The SDK puts the values into the Secret's `data` as they
-# are, unencoded: only values that happen to be valid base64, as AWS keys are, get through.
-aws.write_text(
-    "[default]\\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\\n"
-    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\\n"
-)
-for _ in range(2):  # the second call is a credentials rotation: the patch path
-    client.set_credentials(
-        storage_type="S3", namespace=NAMESPACE, credentials_file=str(aws),
-        s3_endpoint="minio-service.kubeflow:9000", s3_use_https="0", s3_verify_ssl="0",
+with tempfile.TemporaryDirectory() as home:
+    aws = pathlib.Path(home) / "credentials"
+    # AWS's documented example keys. The SDK puts the values into the Secret's `data` as they
+    # are, unencoded: only values that happen to be valid base64, as AWS keys are, get through.
+    aws.write_text(
+        "[default]\\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\\n"
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\\n"
     )
+    for _ in range(2):  # the second call is a credentials rotation: the patch path
+        client.set_credentials(
+            storage_type="S3", namespace=NAMESPACE, credentials_file=str(aws),
+            s3_endpoint="minio-service.kubeflow:9000", s3_use_https="0", s3_verify_ssl="0",
+        )
 """
 
 MODELS = """
