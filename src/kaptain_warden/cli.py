@@ -12,7 +12,7 @@ from kaptain_warden import __version__
 # Each module defines `register(subparsers)`; its parser's `run` default does the work and
 # returns the exit code. Modules import their heavy dependencies inside `run`, so that
 # `kaptain-warden policy check` starts fast.
-COMMAND_MODULES = ("up", "serve", "policy", "webhook_config", "sweep", "certs")
+COMMAND_MODULES = ("up", "serve", "policy", "webhook_config", "sweep", "certs", "user")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,15 @@ def free_port() -> int:
 class SweeperProcess:
     """One `kaptain-warden sweeper` subprocess with its log file and metrics port."""
 
-    def __init__(self, identity: str, kubeconfig: Path, policy: Path, namespace: str, logs: Path):
+    def __init__(
+        self,
+        identity: str,
+        kubeconfig: Path,
+        policy: Path,
+        namespace: str,
+        logs: Path,
+        *extra: str,
+    ):
         self.identity = identity
         self.port = free_port()
         self.log_path = logs / f"{identity}.log"
@@ -76,6 +84,7 @@ class SweeperProcess:
                 "127.0.0.1",
                 "--log-format",
                 "json",
+                *extra,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

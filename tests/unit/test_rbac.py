@@ -14,13 +14,24 @@ def verbs(rules, group, resource):
     return found
 
 
-def test_the_default_policy_needs_list_and_delete_on_governed_kinds():
+def test_the_default_policy_needs_list_delete_and_patch_on_governed_kinds():
+    # patch: every default rule warns before expiry, which writes warned-at.
     rules = sweeper_cluster_rules(load_policy())
-    assert verbs(rules, "", "secrets") == {"list", "delete"}
-    assert verbs(rules, "batch", "jobs") == {"list", "delete"}
-    assert verbs(rules, "serving.knative.dev", "revisions") == {"list", "delete"}
-    assert verbs(rules, "serving.knative.dev", "configurations") == {"get", "list", "delete"}
-    assert verbs(rules, "serving.kserve.io", "inferenceservices") == {"get", "list", "delete"}
+    assert verbs(rules, "", "secrets") == {"list", "delete", "patch"}
+    assert verbs(rules, "batch", "jobs") == {"list", "delete", "patch"}
+    assert verbs(rules, "serving.knative.dev", "revisions") == {"list", "delete", "patch"}
+    assert verbs(rules, "serving.knative.dev", "configurations") == {
+        "get",
+        "list",
+        "delete",
+        "patch",
+    }
+    assert verbs(rules, "serving.kserve.io", "inferenceservices") == {
+        "get",
+        "list",
+        "delete",
+        "patch",
+    }
     assert verbs(rules, "", "pods") == {"list"}
     assert verbs(rules, "", "serviceaccounts") == {"list"}
     assert verbs(rules, "apps", "deployments") == {"list"}
@@ -29,7 +40,7 @@ def test_the_default_policy_needs_list_and_delete_on_governed_kinds():
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert not {"update", "watch", "deletecollection", "escalate"} & set(rule["verbs"])
-    assert verbs(rules, "", "secrets") & {"get", "patch"} == set()
+    assert verbs(rules, "", "secrets") & {"get", "update"} == set()
 
 
 def test_backfill_adds_patch_on_governed_kinds_and_get_on_all_but_secrets():
@@ -65,6 +76,7 @@ rules:
   - id: jobs
     match: {kinds: [{apiVersion: batch/v1, kind: Job}]}
     ttlAfterFinished: 1h
+    warnBefore: "0"
 """
     )
     rules = sweeper_cluster_rules(policy)
@@ -72,6 +84,26 @@ rules:
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["delete", "list"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
+
+
+def test_patch_only_on_the_kinds_of_rules_that_warn():
+    policy = load_policy_text(
+        """
+apiVersion: warden.kaptain.io/v1alpha1
+kind: WardenPolicy
+rules:
+  - id: jobs
+    match: {kinds: [{apiVersion: batch/v1, kind: Job}]}
+    ttlAfterFinished: 1h
+    warnBefore: "0"
+  - id: secrets
+    match: {kinds: [{apiVersion: v1, kind: Secret}]}
+    ttl: 1d
+"""
+    )
+    rules = sweeper_cluster_rules(policy)
+    assert verbs(rules, "batch", "jobs") == {"list", "delete"}
+    assert verbs(rules, "", "secrets") == {"list", "delete", "patch"}
 
 
 def test_lease_rules_name_the_lease_where_rbac_can():

@@ -149,6 +149,20 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $_ := set $verbs . (append (get $verbs . | default list) "get") -}}
 {{- end -}}
 {{- end -}}
+{{- /* Rules that warn before expiry (warnBefore not "0") write warned-at on their kinds. */ -}}
+{{- range $rule := .Values.policy.rules -}}
+{{- if ne (toString (default "" $rule.warnBefore)) "0" -}}
+{{- range $rule.match.kinds -}}
+{{- $kind := . -}}
+{{- range $kinds -}}
+{{- if and (eq (printf "%s/%s" .group .version | trimPrefix "/") $kind.apiVersion) (eq .kind $kind.kind) -}}
+{{- $key := printf "%s %s" .group .resource -}}
+{{- $_ := set $verbs $key (append (get $verbs $key | default list) "patch") -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $hasSecrets -}}
 {{- /* A Secret a live workload still references is never deleted. */ -}}
 {{- range (.Files.Get "files/secret-holders.yaml" | fromYamlArray) -}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from kaptain_warden.policies.metadata import KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE
@@ -22,7 +23,8 @@ def sweeper_cluster_rules(
 
     - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
       only with backfill (it stamps objects, and reads parents for their owner), never `get`
-      on Secrets;
+      on Secrets; `patch` on the kinds of rules that warn before expiry (`warnBefore` not
+      `0`: it writes `warned-at`);
     - Knative Revisions governed: `get` on Configurations and both InferenceService groups
       (latest ready revision, status components);
     - Secrets governed: `list` on the kinds that can hold a Secret (pods, ServiceAccounts,
@@ -43,6 +45,10 @@ def sweeper_cluster_rules(
             # the sweeper's to read (backfill lists and patches it as metadata only).
             secret = kind.group == "" and kind.kind == "Secret"
             verbs[(kind.group, kind.resource)] |= {"patch"} if secret else {"get", "patch"}
+    for rule in policy.rules:
+        if rule.warn_before is None or rule.warn_before > timedelta(0):
+            for kind in rule.match.kinds:
+                verbs[(kind.group, kind.resource)].add("patch")
     if any(k.group == _KNATIVE and k.kind == "Revision" for k in kinds):
         verbs[(_KNATIVE, "configurations")].add("get")
         for group in _ISVC_GROUPS:

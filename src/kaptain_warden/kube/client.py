@@ -92,6 +92,25 @@ def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     )
 
 
+_IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def current_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace the credentials act in, as kubectl picks it: the kubeconfig context's,
+    else the Pod's own (in-cluster, e.g. a notebook), else `default`."""
+    try:
+        _, context = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+        namespace = (context or {}).get("context", {}).get("namespace")
+        if isinstance(namespace, str) and namespace:
+            return namespace
+    except (k8s_config.ConfigException, OSError, TypeError):
+        pass  # no kubeconfig (in a Pod): the ServiceAccount's namespace below
+    try:
+        return _IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
 def resource_path(
     *,
     group: str,

@@ -20,6 +20,7 @@ from kaptain_warden.policies.durations import (
     parse_duration,
 )
 from kaptain_warden.policies.evaluate import Subject, find_rule, is_excluded_namespace
+from kaptain_warden.policies.expiry_warnings import creation_warning
 from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.kinds import known_kind
 from kaptain_warden.policies.metadata import MetadataKeys
@@ -408,8 +409,8 @@ def _plan_create(
         ttl_value = annotations.get(keys.ttl)
         after_value = annotations.get(keys.ttl_after_finished)
         keep_value = annotations.get(keys.keep)
-        problems += _check_duration(keys, keys.ttl, ttl_value, rule)
-        problems += _check_duration(keys, keys.ttl_after_finished, after_value, rule)
+        problems += duration_problems(keys.ttl, ttl_value, rule)
+        problems += duration_problems(keys.ttl_after_finished, after_value, rule)
         problems += _check_keep(keys, keep_value, rule)
         ttl_value = rule_ttl if ttl_value is None else ttl_value
         after_value = rule_after if after_value is None else after_value
@@ -520,7 +521,7 @@ def _plan_update(policy: Policy, request: AdmissionRequest) -> _Plan:
         found = (
             _check_keep(keys, sent, rule)
             if key == keys.keep
-            else _check_duration(keys, key, sent, rule)
+            else duration_problems(key, sent, rule)
         )
         problems += found
         wanted_annotations[key] = sent
@@ -676,7 +677,9 @@ def _describe(key: str, value: str | None) -> str:
     return "absent" if value is None else f'"{value}"'
 
 
-def _check_duration(keys: MetadataKeys, key: str, value: str | None, rule: Rule) -> list[str]:
+def duration_problems(key: str, value: str | None, rule: Rule) -> list[str]:
+    """Why a user-set duration annotation (`ttl`, `ttl-after-finished`) is refused, if it is;
+    `kaptain-warden extend` asks it too, so both refuse in the same words."""
     if value is None:
         return []
     try:
@@ -797,7 +800,17 @@ def check_admission(
         for p in _differences(policy, request, plan)
         if not _named(p, problems) and not p.startswith(f"annotation {keys.created_at}:")
     ]
-    return Verdict(not problems, "; ".join(problems) or f"rule {rule.id}: metadata valid", rule)
+    short = (
+        None
+        if problems
+        else creation_warning(obj=request.obj or {}, policy=policy, rule=rule, now=now)
+    )
+    return Verdict(
+        not problems,
+        "; ".join(problems) or f"rule {rule.id}: metadata valid",
+        rule,
+        warnings=(short,) if short else (),
+    )
 
 
 def _named(problem: str, problems: Sequence[str]) -> bool:

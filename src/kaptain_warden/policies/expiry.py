@@ -19,7 +19,7 @@ from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.objects import metadata_of, string_map
-from kaptain_warden.policies.retention import RevisionVerdict
+from kaptain_warden.policies.retention import RetentionSettings, RevisionVerdict
 from kaptain_warden.policies.timestamps import format_time, parse_time
 
 __all__ = [
@@ -46,13 +46,19 @@ class Decision:
     `expires_at` is the instant the object is (or was) due: for a `delete`, the earliest clock
     that ran out (None when only a count rule, maxNonActive, removes it); for a `keep`, the
     earliest clock still running (None when no clock runs: no TTL, not finished, kept on
-    purpose, or held by minNonActive).
+    purpose, or held by minNonActive). `period` is the length of the clock behind a keep's
+    `expires_at` (the TTL, or retention's age limit), from which the warning window follows.
+    `kept` marks a keep on purpose or on doubt: `keep` honoured, a Knative protection, an
+    unreadable clock, a Secret in use.
     """
 
     action: Action
     reason: str
     expires_at: datetime | None = None
     cause: Cause | None = None
+    period: timedelta | None = None
+    # A keep despite the policy: `keep` honoured, or held on doubt or by a protection.
+    kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def hold(decision: Decision, reason: str) -> Decision:
     """Turn a `delete` into a `keep` for `reason` (e.g. a Secret still in use); keeps pass."""
     if decision.action == "keep":
         return decision
-    return Decision(action="keep", reason=f"{reason} (otherwise: {decision.reason})")
+    return Decision(action="keep", reason=f"{reason} (otherwise: {decision.reason})", kept=True)
 
 
 def decide(
@@ -149,12 +155,14 @@ def decide(
     ignored_keep = ""
     if keep == "true":
         if rule.allow_keep:
-            return Decision("keep", f'annotation {keys.keep}="true" (rule {rule_id!r} allows it)')
+            return Decision(
+                "keep", f'annotation {keys.keep}="true" (rule {rule_id!r} allows it)', kept=True
+            )
         ignored_keep = f'; {keys.keep}="true" ignored: rule {rule_id!r} does not allow it'
 
     clocks = _clocks(obj, annotations, policy, now)
     if isinstance(clocks, str):
-        return Decision("keep", clocks)
+        return Decision("keep", clocks, kept=True)
 
     revision_veto: str | None = None
     if is_revision(obj):
@@ -165,9 +173,9 @@ def decide(
         elif retention.protected:
             revision_veto = retention.reason
         else:
-            clocks.append(_retention_clock(retention, now))
+            clocks.append(_retention_clock(retention, now, rule.retention))
     if revision_veto is not None:
-        return Decision("keep", revision_veto)
+        return Decision("keep", revision_veto, kept=True)
 
     due = [c for c in clocks if c.due]
     if due:
@@ -178,9 +186,12 @@ def decide(
             first.deadline,
             first.cause,
         )
-    running = [c.deadline for c in clocks if c.deadline is not None and c.deadline > now]
+    running = [c for c in clocks if c.deadline is not None and c.deadline > now]
     reasons = "; ".join(c.reason for c in clocks) or f"rule {rule_id!r} sets no expiry"
-    return Decision("keep", reasons + ignored_keep, min(running) if running else None)
+    if not running:
+        return Decision("keep", reasons + ignored_keep)
+    nearest = min(running, key=lambda c: c.deadline or now)
+    return Decision("keep", reasons + ignored_keep, nearest.deadline, nearest.cause, nearest.period)
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,7 @@ class _Clock:
     due: bool
     deadline: datetime | None
     reason: str
+    period: timedelta | None = None
 
 
 def _clocks(
@@ -207,7 +219,10 @@ def _clocks(
                 _Clock("ttl", True, expires, f"expired: {keys.expires_at} {_at(expires, now)}")
             )
         else:
-            clocks.append(_Clock("ttl", False, expires, f"expires {_at(expires, now)}"))
+            # The TTL is what separates stamping from expiry (a raised TTL moves expires-at).
+            created = parse_time(annotations.get(keys.created_at))
+            period = expires - created if created is not None and created < expires else None
+            clocks.append(_Clock("ttl", False, expires, f"expires {_at(expires, now)}", period))
 
     raw_after = annotations.get(keys.ttl_after_finished)
     if raw_after is not None:
@@ -256,12 +271,15 @@ def _clocks(
                         False,
                         deadline,
                         f"{since}; deleted {format_duration(after)} after, {_at(deadline, now)}",
+                        after,
                     )
                 )
     return clocks
 
 
-def _retention_clock(verdict: RevisionVerdict, now: datetime) -> _Clock:
+def _retention_clock(
+    verdict: RevisionVerdict, now: datetime, settings: RetentionSettings | None
+) -> _Clock:
     """Retention's answer as a clock: its age deadline counts only when it decides the answer."""
     if verdict.action == "delete":
         deadline = (
@@ -274,7 +292,14 @@ def _retention_clock(verdict: RevisionVerdict, now: datetime) -> _Clock:
     deadline = (
         verdict.deletes_at if verdict.deletes_at is not None and verdict.deletes_at > now else None
     )
-    return _Clock("retention", False, deadline, f"retention: {verdict.reason}")
+    ages = (
+        [a for a in (settings.retain_since_create, settings.retain_since_last_active) if a]
+        if settings is not None
+        else []
+    )
+    return _Clock(
+        "retention", False, deadline, f"retention: {verdict.reason}", min(ages, default=None)
+    )
 
 
 def _at(moment: datetime, now: datetime) -> str:

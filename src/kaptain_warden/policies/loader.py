@@ -181,6 +181,11 @@ class _Builder:
                     [*path, name],
                     f"{raw[name]} is above this rule's maxTtl of {format_duration(max_ttl)}",
                 )
+        warn_before = (
+            timedelta(0)
+            if raw.get("warnBefore") == "0"
+            else self.duration(raw.get("warnBefore"), [*path, "warnBefore"])
+        )
         match = self.match(raw["match"], [*path, "match"])
         retention = self.retention(raw.get("retention"), [*path, "retention"])
         if retention is not None and not all(k.kind == "Revision" for k in match.kinds):
@@ -201,6 +206,7 @@ class _Builder:
             allow_keep=raw.get("allowKeep", False),
             retention=retention,
             backfill=raw.get("backfill", "attributed"),
+            warn_before=warn_before,
         )
 
     def build(self, source: str) -> Policy:

@@ -86,6 +86,15 @@ class MetadataKeys:
         return f"{self.prefix}/backfilled-at"
 
     @property
+    def warned_at(self) -> str:
+        """Annotation: RFC 3339 UTC time the sweeper warned the owner of the coming expiry.
+
+        A system key: only the sweeper (a privileged identity) writes it, so every replica
+        and restart warns once per expiry.
+        """
+        return f"{self.prefix}/warned-at"
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Every label key the warden writes."""
         return (self.managed, self.owner, self.rule)
@@ -101,6 +110,7 @@ class MetadataKeys:
             self.ttl_after_finished,
             self.keep,
             self.backfilled_at,
+            self.warned_at,
         )
 
     @property
@@ -108,7 +118,7 @@ class MetadataKeys:
         """The annotations the warden computes and nobody else may set: decided on CREATE
         (by the webhook) or by backfill, carried over unchanged on UPDATE. Every label in
         `labels` is a system key too. (A tuple: messages list them in a stable order.)"""
-        return (self.owner, self.created_at, self.expires_at, self.backfilled_at)
+        return (self.owner, self.created_at, self.expires_at, self.backfilled_at, self.warned_at)
 
     @property
     def user_annotations(self) -> tuple[str, ...]:

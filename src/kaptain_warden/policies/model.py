@@ -109,6 +109,9 @@ class Rule:
     allow_keep: bool = False
     retention: RetentionSettings | None = None
     backfill: BackfillScope = "attributed"
+    # How long before its expiry an object's owner is warned (an Event, once). None: the
+    # default, the smaller of 2h and a quarter of the object's TTL; zero: never warned.
+    warn_before: timedelta | None = None
 
     def governs_kind(self, api_version: str, kind: str) -> bool:
         """True when this rule's match names apiVersion/kind."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kaptain_warden.kube.client import resource_path
@@ -15,6 +13,7 @@ from kaptain_warden.policies.expiry import Cause
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import PropagationPolicy
 from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
+from kaptain_warden.sweeper.events import record_event
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import Outcome, ReportEntry
 
@@ -29,7 +28,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPORTING_CONTROLLER = "warden.kaptain.io/sweeper"
 _EVENT_REASONS: dict[Cause | None, str] = {
     "ttl": "Expired",
     "ttl-after-finished": "ExpiredAfterFinished",
@@ -199,44 +197,16 @@ class Deleter:
         return False
 
     def _record_event(self, candidate: Candidate) -> None:
-        """An events.k8s.io/v1 Event on the object's namespace; a failure is only logged."""
         entry = candidate.entry
-        now = datetime.now(UTC)
-        event: dict[str, Any] = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            # Named like client-go's recorder names them: <object>.<unix nanoseconds, hex>.
-            "metadata": {
-                "name": f"{entry.name[:230]}.{time.time_ns():x}",
-                "namespace": entry.namespace,
-            },
-            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "reportingController": REPORTING_CONTROLLER,
-            "reportingInstance": self._instance,
-            "action": "Delete",
-            "reason": _EVENT_REASONS[candidate.cause],
-            "type": "Normal",
-            "regarding": {
-                "apiVersion": entry.api_version,
-                "kind": entry.kind,
-                "namespace": entry.namespace,
-                "name": entry.name,
-                "uid": entry.uid,
-            },
-            "note": f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
-            f"{entry.owner}): {entry.reason}"[:1024],
-        }
-        path = resource_path(
-            group="events.k8s.io", version="v1", resource="events", namespace=entry.namespace
+        record_event(
+            self._api,
+            entry=entry,
+            reporting_instance=self._instance,
+            action="Delete",
+            reason=_EVENT_REASONS[candidate.cause],
+            note=f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
+            f"{entry.owner}): {entry.reason}",
         )
-        try:
-            self._api.request("POST", path, body=event)
-        except API_ERRORS as exc:
-            logger.warning(
-                "could not record the deletion as an Event: %s",
-                describe_error(exc),
-                extra=_log_fields(entry),
-            )
 
 
 def run_deletions(

@@ -21,6 +21,7 @@ from kaptain_warden.policies.expiry import (
     owner_of,
     rule_id_of,
 )
+from kaptain_warden.policies.expiry_warnings import expiry_warning, state_of
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.secret_refs import holders_reason
@@ -34,6 +35,7 @@ from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
 from kaptain_warden.sweeper.revisions import plan_revisions
 from kaptain_warden.sweeper.settings import SweeperSettings
+from kaptain_warden.sweeper.warner import Due, Warner
 
 __all__ = ["CycleReport", "Sweeper", "run_forever"]
 
@@ -59,6 +61,7 @@ class CycleReport:
         default_factory=lambda: DeletionSummary(attempted=0, deleted=0, errors=0, stopped=None)
     )
     backfilled: int = 0
+    warned: int = 0
 
     @property
     def complete(self) -> bool:
@@ -98,6 +101,13 @@ class Sweeper:
 
         self._resolve_owner = resolve_owner
         self._not_served: set[str] = set()
+        self._warner = Warner(
+            api,
+            keys=policy.keys,
+            dry_run=settings.dry_run,
+            reporting_instance=settings.identity,
+            metrics=metrics,
+        )
         self._deleter = Deleter(
             api,
             propagation_policy=policy.settings.propagation_policy,
@@ -143,16 +153,21 @@ class Sweeper:
         decided = self._protect_secrets_in_use(decided, report)
 
         candidates: list[Candidate] = []
+        warnings: list[Due] = []
         for kind, obj, decision in decided:
-            entry = _entry(kind, obj, decision, self.policy)
+            entry = _entry(kind, obj, decision, self.policy, now)
             report.entries.append(entry)
             if decision.action == "delete":
                 candidates.append(Candidate(entry=entry, kind=kind, cause=decision.cause))
+            elif warning := expiry_warning(obj=obj, policy=self.policy, decision=decision, now=now):
+                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                warnings.append(Due(kind, entry, version, warning))
         report.entries.sort(key=lambda e: (e.namespace, e.api_version, e.kind, e.name))
-        self._count(decided)
+        self._count(decided, now)
 
         if after_decisions is not None:
             after_decisions(report.entries)
+        report.warned = self._warn(warnings, guard=guard, now=now)
         # Most overdue first, so a spent budget leaves the freshest for the next pass.
         candidates.sort(
             key=lambda c: (
@@ -308,9 +323,31 @@ class Sweeper:
             result.append((kind, obj, final))
         return result
 
-    def _count(self, decided: Sequence[tuple[KnownKind, dict[str, Any], Decision]]) -> None:
+    def _warn(self, warnings: Sequence[Due], *, guard: Guard | None, now: datetime) -> int:
+        """Warn the owners of objects entering their warning window; how many were warned."""
+        if not warnings:
+            return 0
+        stopped = guard() if guard is not None else None
+        if stopped is not None:
+            logger.info("no warnings this pass: %s", stopped, extra={"due": len(warnings)})
+            return 0
+        outcomes = [self._warner.warn(due, now=now) for due in warnings]
+        return sum(1 for o in outcomes if o == "warned")
+
+    def _count(
+        self, decided: Sequence[tuple[KnownKind, dict[str, Any], Decision]], now: datetime
+    ) -> None:
         if self.metrics is None:
             return
+        states: Counter[tuple[str, str, str]] = Counter()
+        for _, obj, decision in decided:
+            namespace = str((obj.get("metadata") or {}).get("namespace", ""))
+            rule = rule_id_of(obj, self.policy) or ""
+            state = state_of(obj=obj, policy=self.policy, decision=decision, now=now)
+            states[(namespace, rule, state)] += 1
+        self.metrics.objects.clear()
+        for (namespace, rule, where), count in states.items():
+            self.metrics.objects.labels(namespace=namespace, rule=rule, state=where).set(count)
         seen: Counter[tuple[str, str, str]] = Counter()
         expired: Counter[tuple[str, str, str]] = Counter()
         for kind, obj, decision in decided:
@@ -354,6 +391,7 @@ class Sweeper:
                 "errors": report.errors,
                 "notServed": report.not_served,
                 "backfilled": report.backfilled,
+                "warned": report.warned,
                 "dryRun": self.settings.dry_run,
                 "durationSeconds": round(report.duration, 3),
                 "requests": self.api.total,
@@ -366,10 +404,13 @@ class Sweeper:
                 self.metrics.last_success.set(time.time())
             if deletion.stopped and deletion.stopped.startswith("delete budget"):
                 self.metrics.budget_exhausted.inc()
+                self.metrics.budget_streak.inc()
+            else:
+                self.metrics.budget_streak.set(0)
 
 
 def _entry(
-    kind: KnownKind, obj: Mapping[str, Any], decision: Decision, policy: Policy
+    kind: KnownKind, obj: Mapping[str, Any], decision: Decision, policy: Policy, now: datetime
 ) -> ReportEntry:
     meta = obj.get("metadata") or {}
     return ReportEntry(
@@ -383,6 +424,7 @@ def _entry(
         action=decision.action,
         reason=decision.reason,
         expires_at=decision.expires_at,
+        state=state_of(obj=obj, policy=policy, decision=decision, now=now),
     )
 
 

@@ -93,6 +93,31 @@ class SweeperMetrics:
             "Passes stopped by the per-cycle delete budget.",
             registry=r,
         )
+        self.budget_streak = Gauge(
+            f"{_PREFIX}_budget_exhausted_consecutive_passes",
+            "Passes in a row stopped by the delete budget (0 after a pass that was not).",
+            registry=r,
+        )
+        # Bounded cardinality: namespaces x rules x 4 states, never a label per object.
+        self.objects = Gauge(
+            f"{_PREFIX}_objects",
+            "Governed objects in the last pass by namespace, rule and state: live, expiring "
+            "(within the warning window), due, kept (keep honoured, protected or held).",
+            ["namespace", "rule", "state"],
+            registry=r,
+        )
+        self.warnings = Counter(
+            f"{_PREFIX}_warnings",
+            "ExpiringSoon warnings recorded (the warned-at annotation written and the Event sent).",
+            ["rule"],
+            registry=r,
+        )
+        self.warning_errors = Counter(
+            f"{_PREFIX}_warning_errors",
+            "Warnings that could not be recorded (patch refused or failed); retried next pass.",
+            ["rule"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
+from kaptain_warden.policies.expiry_warnings import State
 from kaptain_warden.policies.timestamps import format_time
 
 __all__ = ["Outcome", "ReportEntry", "render_json", "render_table"]
@@ -43,6 +44,7 @@ class ReportEntry:
     expires_at: datetime | None
     outcome: Outcome | None = None
     detail: str = ""
+    state: State | None = None
 
     def to_json(self, *, evaluated_at: datetime | None = None) -> dict[str, Any]:
         """The public JSON form; field names are a contract other tools rely on."""
@@ -58,6 +60,7 @@ class ReportEntry:
             "reason": self.reason,
             "expiresAt": format_time(self.expires_at) if self.expires_at else None,
             "outcome": self.outcome,
+            "state": self.state,
         }
         if self.detail:
             entry["detail"] = self.detail

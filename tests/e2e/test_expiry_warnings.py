@@ -1,0 +1,290 @@
+"""Tier 3: one ExpiringSoon Event per object, across two racing sweepers and a restart.
+
+Objects are created by a notebook's ServiceAccount (a real token) through the real webhooks;
+the sweepers run as their own ServiceAccount with the chart's RBAC, and write `warned-at`
+through the validating webhook, which lets only that privileged identity do it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from test_sweeper_leader import SweeperProcess
+
+from kaptain_warden.install.rbac import sweeper_cluster_rules
+from kaptain_warden.kube.client import request_json
+from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
+from polling import eventually
+from sweeper_kit import log_lines, policy_document
+from tokens import service_account_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+P = "warden.kaptain.io"
+SWEEPER_NAMESPACE = "warden-sweepers"
+SWEEPER_SA = "warnings-sweeper"
+SWEEPER_USER = f"system:serviceaccount:{SWEEPER_NAMESPACE}:{SWEEPER_SA}"
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in policy, Secrets warned 2h ahead, the test sweeper as privileged identity."""
+    document = policy_document(
+        settings={"privileged": {"users": [SWEEPER_USER], "groups": ["system:masters"]}}
+    )
+    for rule in document["rules"]:
+        if rule["id"] == "credentials-secrets":
+            rule["warnBefore"] = "2h"
+    path = tmp_path_factory.mktemp("warnings") / "policy.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def warden(control_plane: ControlPlane, policy_path: Path) -> Iterator[WardenStack]:
+    with WardenStack(
+        control_plane, policy_path=policy_path, failure_policy="Fail", name="warnings-e2e"
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def sweeper_kubeconfig(
+    control_plane: ControlPlane,
+    kube_admin: k8s.ApiClient,
+    policy_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Path]:
+    """A real token of the sweeper's ServiceAccount, bound to exactly the chart's rules."""
+    core = k8s.CoreV1Api(kube_admin)
+    try:
+        core.create_namespace({"metadata": {"name": SWEEPER_NAMESPACE}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": SWEEPER_SA},
+            "rules": sweeper_cluster_rules(load_policy(policy_path)),
+        }
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": SWEEPER_SA},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": SWEEPER_SA, "namespace": SWEEPER_NAMESPACE}
+            ],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": SWEEPER_SA,
+            },
+        }
+    )
+    path = tmp_path_factory.mktemp("sweeper") / "kubeconfig"
+    yield service_account_kubeconfig(
+        control_plane, kube_admin, namespace=SWEEPER_NAMESPACE, name=SWEEPER_SA, path=path
+    )
+    rbac.delete_cluster_role_binding(SWEEPER_SA)
+    rbac.delete_cluster_role(SWEEPER_SA)
+
+
+def secret(name: str, **annotations: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "annotations": {f"{P}/{k}": v for k, v in annotations.items()}},
+        "type": "Opaque",
+        "stringData": {"key": "value"},
+    }
+
+
+def kubectl_as(plane: ControlPlane, kubeconfig: Path, *args: str, stdin: str = "") -> Any:
+    return subprocess.run(
+        [str(plane.kubectl_path), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def warning_events(api: k8s.ApiClient, namespace: str) -> Counter[str]:
+    events = request_json(api, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    return Counter(
+        e["regarding"]["name"]
+        for e in events["items"]
+        if e["reason"] == "ExpiringSoon" and e["type"] == "Warning"
+    )
+
+
+def passes(process: SweeperProcess) -> int:
+    return sum(
+        1
+        for line in log_lines(process.log_path.read_text())
+        if str(line.get("message", "")).startswith("sweep pass complete")
+    )
+
+
+def test_exactly_one_warning_per_object_across_two_replicas_and_a_restart(
+    control_plane, kube_admin, warden, sweeper_kubeconfig, policy_path, tmp_path
+):
+    namespace = f"team-{uuid.uuid4().hex[:8]}"
+    create_profile_namespace(kube_admin, namespace)
+    notebook = service_account_kubeconfig(
+        control_plane,
+        kube_admin,
+        namespace=namespace,
+        name="default-editor",
+        path=tmp_path / "notebook.kubeconfig",
+    )
+    # Made by the notebook with kubectl: a short TTL is inside the 2h window at creation,
+    # and kubectl prints the admission warning with the expiry instant.
+    made = {}
+    for name, wanted in {
+        "short-1": {"ttl": "1h"},
+        "short-2": {"ttl": "90m"},
+        "long": {"ttl": "30d"},
+        "kept": {"ttl": "1h", "keep": "true"},
+    }.items():
+        made[name] = kubectl_as(
+            control_plane,
+            notebook,
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=json.dumps(secret(name, **wanted)),
+        )
+    for name in ("short-1", "short-2"):
+        assert "Warning: kaptain-warden deletes this Secret at " in made[name].stderr, name
+    assert "Warning:" not in made["long"].stderr + made["kept"].stderr
+
+    # Both sweep at once (no leader election): only the warned-at claim keeps them apart.
+    replicas = [
+        SweeperProcess(
+            f"replica-{i}",
+            sweeper_kubeconfig,
+            policy_path,
+            namespace,
+            tmp_path,
+            "--no-leader-election",
+        )
+        for i in "ab"
+    ]
+    try:
+        eventually(
+            lambda: warning_events(kube_admin, namespace).keys() == {"short-1", "short-2"},
+            "a warning for each object in its window",
+        )
+        marks = {r.identity: passes(r) for r in replicas}
+        eventually(
+            lambda: all(passes(r) >= marks[r.identity] + 3 for r in replicas),
+            "three more passes of each replica",
+        )
+    finally:
+        for replica in replicas:
+            replica.stop()
+    restarted = SweeperProcess(
+        "replica-c", sweeper_kubeconfig, policy_path, namespace, tmp_path, "--no-leader-election"
+    )
+    try:
+        eventually(lambda: passes(restarted) >= 3, "three passes after the restart")
+    finally:
+        restarted.stop()
+
+    assert warning_events(kube_admin, namespace) == Counter({"short-1": 1, "short-2": 1})
+    core = k8s.CoreV1Api(kube_admin)
+    for name in ("short-1", "short-2"):
+        annotations = core.read_namespaced_secret(name, namespace).metadata.annotations
+        assert f"{P}/warned-at" in annotations
+    for name in ("long", "kept"):
+        assert f"{P}/warned-at" not in (
+            core.read_namespaced_secret(name, namespace).metadata.annotations
+        )
+    note = next(
+        e["note"]
+        for e in request_json(
+            kube_admin, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        )["items"]
+        if e["reason"] == "ExpiringSoon" and e["regarding"]["name"] == "short-1"
+    )
+    assert f"{P}/ttl" in note and "30d" in note and f"{P}/keep=true" in note
+    warned = sum(
+        1
+        for r in [*replicas, restarted]
+        for line in log_lines(r.log_path.read_text())
+        if str(line.get("message", "")).startswith("warned the owner")
+    )
+    assert warned == 2
+
+
+def test_the_notebook_cannot_forge_or_strip_warned_at(control_plane, kube_admin, warden, tmp_path):
+    namespace = f"team-{uuid.uuid4().hex[:8]}"
+    create_profile_namespace(kube_admin, namespace)
+    notebook = service_account_kubeconfig(
+        control_plane,
+        kube_admin,
+        namespace=namespace,
+        name="default-editor",
+        path=tmp_path / "notebook.kubeconfig",
+    )
+    forged = subprocess.run(
+        [
+            str(control_plane.kubectl_path),
+            f"--kubeconfig={notebook}",
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+        ],
+        input=json.dumps(secret("forged", **{"warned-at": "2099-01-01T00:00:00Z"})),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert forged.returncode != 0
+    assert f"annotation {P}/warned-at: only the warden's sweeper sets it" in forged.stderr
+    kubectl_as(
+        control_plane,
+        notebook,
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(secret("plain")),
+    )
+    stamp = subprocess.run(
+        [
+            str(control_plane.kubectl_path),
+            f"--kubeconfig={notebook}",
+            "annotate",
+            "-n",
+            namespace,
+            "secret/plain",
+            f"{P}/warned-at=2099-01-01T00:00:00Z",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stamp.returncode != 0
+    assert f"annotation {P}/warned-at is immutable" in stamp.stderr
