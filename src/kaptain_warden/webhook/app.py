@@ -330,7 +330,7 @@ def create_app(
     handler = AdmissionHandler(
         settings=settings,
         policy=policy if policy is not None else load_policy(settings.policy_file),
-        metrics=AdmissionMetrics(),
+        metrics=AdmissionMetrics(certificate_file=settings.tls_cert_file),
         parents=parents,
         namespaces=namespaces,
         clock=clock,

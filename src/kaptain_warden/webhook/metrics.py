@@ -6,9 +6,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,7 +18,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 # prometheus_client picks its storage when it is imported: with this variable set (by
 # `kaptain-warden serve`, before gunicorn forks) every worker writes its samples to mmap files
@@ -81,16 +85,50 @@ def new_metrics_dir(parent: str | None = None) -> str:
     """A fresh samples directory for this server, after removing the stale ones."""
     remove_stale_metrics_dirs(parent)
     return tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent)
+CERTIFICATE_EXPIRY = "kaptain_warden_serving_certificate_expiry_timestamp_seconds"
+
+
+class CertificateExpiry(Collector):
+    """The serving certificate's notAfter, read from its file at scrape time.
+
+    Read on every scrape (a few hundred microseconds): the file is renewed in place while
+    the server runs, and the gauge must show the certificate new connections get.
+    Unreadable: no sample (the dashboard's panel shows no data).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._cache: tuple[bytes, float] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            CERTIFICATE_EXPIRY,
+            "Unix time at which the serving certificate (the file's first one) expires.",
+        )
+        try:
+            pem = self._path.read_bytes()
+            if self._cache is None or self._cache[0] != pem:
+                not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
+                self._cache = (pem, not_after.timestamp())
+            family.add_metric([], self._cache[1])
+        except (OSError, ValueError):
+            pass
+        yield family
 
 
 class AdmissionMetrics:
     """Counters and the latency histogram of one admission server."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, certificate_file: str | None = None) -> None:
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV)
         # In one process the metrics live in a registry of their own, so that several apps
         # (tests) never collide in the global one; across processes the files are the registry.
         self._registry = CollectorRegistry() if self._multiprocess_dir is None else None
+        self._certificate = (
+            CertificateExpiry(certificate_file) if certificate_file is not None else None
+        )
+        if self._registry is not None and self._certificate is not None:
+            self._registry.register(self._certificate)
         self.requests = Counter(
             "kaptain_warden_admission_requests",
             "AdmissionReviews answered, by endpoint, operation and verdict "
@@ -128,6 +166,11 @@ class AdmissionMetrics:
         self._answered: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[str, Any] = {}
 
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The registry of a single-process server (None in multiprocess mode: the files are)."""
+        return self._registry
+
     def review_answered(self, endpoint: str, operation: str, verdict: str, seconds: float) -> None:
         """Count one answered review and observe how long it took."""
         key = (endpoint, operation, verdict)
@@ -146,4 +189,6 @@ class AdmissionMetrics:
             return generate_latest(self._registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        if self._certificate is not None:
+            registry.register(self._certificate)
         return generate_latest(registry)
