@@ -1,14 +1,16 @@
-"""Tier 3: one ExpiringSoon Event per object, across two racing sweepers and a restart.
+"""Tier 3: what owners see before a deletion — warnings, `kaptain-warden ls` and `extend`.
 
-Objects are created by a notebook's ServiceAccount (a real token) through the real webhooks;
-the sweepers run as their own ServiceAccount with the chart's RBAC, and write `warned-at`
-through the validating webhook, which lets only that privileged identity do it.
+Objects are created by a notebook's ServiceAccount (a real token, as a notebook Pod has)
+through the real webhooks. The sweepers run as their own ServiceAccount with the chart's RBAC
+and write `warned-at` through the validating webhook, which lets only that privileged identity
+do it. `ls` and `extend` run as the notebook, with only its namespace's rights.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -288,3 +290,185 @@ def test_the_notebook_cannot_forge_or_strip_warned_at(control_plane, kube_admin,
     )
     assert stamp.returncode != 0
     assert f"annotation {P}/warned-at is immutable" in stamp.stderr
+
+
+def notebook_namespace(control_plane, kube_admin, tmp_path) -> tuple[str, Path]:
+    """A profile namespace, and a kubeconfig with its notebook ServiceAccount's token.
+
+    Besides the SDK's kinds, the notebook may list the workloads that can hold a Secret, as
+    Kubeflow's kubeflow-edit role lets it: `ls` asks what the sweeper asks before it calls a
+    Secret due.
+    """
+    namespace = f"team-{uuid.uuid4().hex[:8]}"
+    create_profile_namespace(kube_admin, namespace)
+    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "workloads-view"},
+            "rules": [
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+                    "verbs": ["list"],
+                },
+                {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list"]},
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "workloads-view"},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "default-editor", "namespace": namespace}
+            ],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "workloads-view",
+            },
+        },
+    )
+    kubeconfig = service_account_kubeconfig(
+        control_plane,
+        kube_admin,
+        namespace=namespace,
+        name="default-editor",
+        path=tmp_path / "notebook.kubeconfig",
+    )
+    return namespace, kubeconfig
+
+
+def warden_cli(
+    *args: str, kubeconfig: Path, policy: Path, expect: int | None = 0
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kaptain_warden.cli",
+            *args,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--policy",
+            str(policy),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if expect is not None:
+        assert result.returncode == expect, result.stderr
+    return result
+
+
+def test_ls_shows_a_notebook_what_it_owns_soonest_first(
+    control_plane, kube_admin, warden, policy_path, tmp_path
+):
+    namespace, notebook = notebook_namespace(control_plane, kube_admin, tmp_path)
+    for name, wanted in {
+        "s3-later": {"ttl": "30d"},
+        "s3-soon": {"ttl": "1h"},
+        "s3-kept": {"ttl": "1h", "keep": "true"},
+        "s3-due": {"ttl": "1s"},
+    }.items():
+        kubectl_as(
+            control_plane,
+            notebook,
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=json.dumps(secret(name, **wanted)),
+        )
+    me = f"system:serviceaccount:{namespace}:default-editor"
+    # The context's namespace is the notebook's: no -n needed.
+    listed = json.loads(
+        warden_cli("ls", "--output", "json", kubeconfig=notebook, policy=policy_path).stdout
+    )
+    assert [(e["name"], e["state"]) for e in listed] == [
+        ("s3-due", "due"),
+        ("s3-soon", "expiring"),
+        ("s3-later", "live"),
+        ("s3-kept", "kept"),
+    ]
+    assert {e["owner"] for e in listed} == {me}
+    assert listed[0]["reason"].startswith("expired:")
+    assert listed[1]["expiresAt"] is not None and listed[3]["expiresAt"] is None
+
+    mine_soon = json.loads(
+        warden_cli(
+            "ls",
+            "--owner",
+            "me",
+            "--expiring-within",
+            "2h",
+            "-o",
+            "json",
+            kubeconfig=notebook,
+            policy=policy_path,
+        ).stdout
+    )
+    assert [e["name"] for e in mine_soon] == ["s3-due", "s3-soon"]
+    others = warden_cli(
+        "ls", "--owner", "someone-else", kubeconfig=notebook, policy=policy_path
+    ).stdout
+    assert others.strip() == "(nothing governed matches)"
+    table = warden_cli("ls", kubeconfig=notebook, policy=policy_path).stdout.splitlines()
+    assert table[0].split() == ["KIND", "NAME", "OWNER", "RULE", "STATE", "EXPIRES", "REASON"]
+    assert [line.split()[1] for line in table[1:]] == ["s3-due", "s3-soon", "s3-later", "s3-kept"]
+    # Nothing was written: ls is the sweeper's dry run.
+    assert warning_events(kube_admin, namespace) == Counter()
+
+
+def test_extend_refuses_above_max_ttl_with_the_webhooks_own_message(
+    control_plane, kube_admin, warden, policy_path, tmp_path
+):
+    namespace, notebook = notebook_namespace(control_plane, kube_admin, tmp_path)
+    kubectl_as(
+        control_plane,
+        notebook,
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(secret("creds", ttl="1h")),
+    )
+    before = k8s.CoreV1Api(kube_admin).read_namespaced_secret("creds", namespace)
+    refused = warden_cli(
+        "extend", "secret/creds", "--ttl", "40d", kubeconfig=notebook, policy=policy_path, expect=1
+    )
+    # The webhook says the same to anyone who asks for 40d.
+    webhook = subprocess.run(
+        [
+            str(control_plane.kubectl_path),
+            f"--kubeconfig={notebook}",
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+        ],
+        input=json.dumps(secret("greedy", ttl="40d")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    message = (
+        f'annotation {P}/ttl: "40d" is above the maximum of 30d that rule '
+        '"credentials-secrets" allows'
+    )
+    assert message in refused.stderr
+    assert webhook.returncode != 0 and message in webhook.stderr
+    after = k8s.CoreV1Api(kube_admin).read_namespaced_secret("creds", namespace)
+    assert after.metadata.resource_version == before.metadata.resource_version
+
+    unknown = warden_cli(
+        "extend", "secret/nope", "--ttl", "2d", kubeconfig=notebook, policy=policy_path, expect=1
+    )
+    assert f"no secret named nope in namespace {namespace}" in unknown.stderr
