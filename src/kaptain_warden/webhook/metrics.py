@@ -85,6 +85,8 @@ def new_metrics_dir(parent: str | None = None) -> str:
     """A fresh samples directory for this server, after removing the stale ones."""
     remove_stale_metrics_dirs(parent)
     return tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent)
+
+
 CERTIFICATE_EXPIRY = "kaptain_warden_serving_certificate_expiry_timestamp_seconds"
 
 
