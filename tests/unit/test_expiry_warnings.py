@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_expiry import job, managed
+from test_expiry import job, managed, revision, verdict
 
 from kaptain_warden.policies.expiry import decide
 from kaptain_warden.policies.expiry_warnings import (
@@ -160,3 +160,19 @@ def test_a_create_whose_ttl_ends_within_the_window_carries_an_admission_warning(
     assert message is not None and format_time(NOW + HOUR) in message
     long = secret(created=NOW, expires=NOW + 24 * HOUR)
     assert creation_warning(obj=long, policy=policy, rule=rule, now=NOW) is None
+
+
+def test_a_revision_about_to_leave_retention_is_warned_with_no_gc_as_the_remedy():
+    # Default retention: retainSinceLastActive 15h, retainSinceCreate 48h: the window is 2h.
+    soon = verdict("keep", "retained until ...", NOW + HOUR)
+    obj = revision()
+    decision = decide(obj=obj, policy=POLICY, now=NOW, retention=soon)
+    warning = expiry_warning(obj=obj, policy=POLICY, decision=decision, now=NOW)
+    assert warning is not None and warning.expires_at == NOW + HOUR
+    assert "serving.knative.dev/no-gc=true" in warning.message
+    later = verdict("keep", "retained until ...", NOW + 3 * HOUR)
+    decision = decide(obj=obj, policy=POLICY, now=NOW, retention=later)
+    assert expiry_warning(obj=obj, policy=POLICY, decision=decision, now=NOW) is None
+    protected = verdict("keep", "protected: routingState=active", None, protected=True)
+    decision = decide(obj=obj, policy=POLICY, now=NOW, retention=protected)
+    assert expiry_warning(obj=obj, policy=POLICY, decision=decision, now=NOW) is None
