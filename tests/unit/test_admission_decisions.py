@@ -2,12 +2,14 @@
 
 import copy
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 import jsonpatch
 import pytest
+import yaml
 
 from kaptain_warden.policies.admission import AdmissionRequest, check_admission, plan_mutation
-from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.policies.loader import load_policy, load_policy_text
 from kaptain_warden.policies.owner import owner_label_value
 
 POLICY = load_policy()
@@ -728,3 +730,51 @@ def test_backfilled_at_is_written_only_by_the_sweeper():
     kept, _, after, _ = update(backfilled, own_manifest)
     assert kept["metadata"]["annotations"][f"{P}/backfilled-at"] == "2026-05-01T12:00:00Z"
     assert after.allowed
+
+
+SWEEPER = "system:serviceaccount:kaptain-warden:kaptain-warden-sweeper"
+
+
+def test_warned_at_is_written_only_by_the_sweeper():
+    # Forged on a new object (it would silence the warning): dropped, and the person is told.
+    forged = make_obj("Secret", annotations={f"{P}/warned-at": "2099-01-01T00:00:00Z"})
+    result, mutation = mutated(forged)
+    assert f"{P}/warned-at" not in result["metadata"]["annotations"]
+    assert any(f"annotation {P}/warned-at" in w for w in mutation.warnings)
+    assert not validate(forged).allowed
+    # The sweeper's merge patch is left alone and admitted.
+    old, _ = stamped(make_obj("Secret"))
+
+    def warn(obj):
+        obj["metadata"]["annotations"][f"{P}/warned-at"] = "2026-05-01T12:00:00Z"
+
+    written, mutation, after, _ = update(old, warn, user=SWEEPER)
+    assert mutation.patch == () and after.allowed
+    assert written["metadata"]["annotations"][f"{P}/warned-at"] == "2026-05-01T12:00:00Z"
+    # A person can neither add it nor strip it: it is carried over.
+    _, _, _, added = update(old, warn)
+    assert not added.allowed
+    kept, _, after, _ = update(written, own_manifest)
+    assert kept["metadata"]["annotations"][f"{P}/warned-at"] == "2026-05-01T12:00:00Z"
+    assert after.allowed
+
+
+def test_a_create_whose_ttl_ends_within_the_warning_window_is_admitted_with_a_warning():
+    # Default windows (a quarter of the TTL) never contain the creation; warnBefore: 2h does.
+    text = resources.files("kaptain_warden.policies").joinpath("default-policy.yaml").read_text()
+    document = yaml.safe_load(text)
+    document["rules"][0]["warnBefore"] = "2h"
+    policy = load_policy_text(yaml.safe_dump(document))
+
+    def verdict_on(ttl):
+        obj = make_obj("Secret", annotations={f"{P}/ttl": ttl})
+        mutation = plan_mutation(policy=policy, request=request(obj), now=NOW)
+        result = jsonpatch.apply_patch(obj, list(mutation.patch))
+        return check_admission(policy=policy, request=request(result), now=NOW)
+
+    short = verdict_on("1h")
+    assert short.allowed
+    assert [w for w in short.warnings if w.startswith("kaptain-warden deletes this Secret at ")]
+    assert "2026-05-01T13:00:00Z" in short.warnings[-1]
+    assert verdict_on("1d").warnings == ()
+    assert validate(stamped(make_obj("Secret", annotations={f"{P}/ttl": "10m"}))[0]).warnings == ()
