@@ -137,7 +137,7 @@ def passes(process: SweeperProcess) -> int:
     return sum(
         1
         for line in log_lines(process.log_path.read_text())
-        if str(line.get("message", "")).startswith("sweep pass complete")
+        if str(line.get("msg", "")).startswith("sweep pass complete")
     )
 
 
@@ -230,7 +230,7 @@ def test_exactly_one_warning_per_object_across_two_replicas_and_a_restart(
         1
         for r in [*replicas, restarted]
         for line in log_lines(r.log_path.read_text())
-        if str(line.get("message", "")).startswith("warned the owner")
+        if str(line.get("msg", "")).startswith("warned the owner")
     )
     assert warned == 2
 
