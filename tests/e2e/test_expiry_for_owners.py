@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from test_sweeper_leader import SweeperProcess
 from kaptain_warden.install.rbac import sweeper_cluster_rules
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
+from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 from polling import eventually
@@ -460,3 +462,37 @@ def test_extend_refuses_above_max_ttl_with_the_webhooks_own_message(
         "extend", "secret/nope", "--ttl", "2d", kubeconfig=notebook, policy=policy_path, expect=1
     )
     assert f"no secret named nope in namespace {namespace}" in unknown.stderr
+
+
+def test_extend_moves_the_expiry_and_the_warning_comes_again_for_the_new_one(
+    control_plane, kube_admin, warden, policy_path, tmp_path
+):
+    namespace, notebook = notebook_namespace(control_plane, kube_admin, tmp_path)
+    kubectl_as(
+        control_plane,
+        notebook,
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(secret("creds", ttl="1h")),
+    )
+    core = k8s.CoreV1Api(kube_admin)
+    created = core.read_namespaced_secret("creds", namespace).metadata.annotations
+    result = warden_cli(
+        "extend", "secret/creds", "--ttl", "7d", kubeconfig=notebook, policy=policy_path
+    )
+    annotations = core.read_namespaced_secret("creds", namespace).metadata.annotations
+    start = parse_time(created[f"{P}/created-at"])
+    assert start is not None
+    assert annotations[f"{P}/ttl"] == "7d"
+    assert parse_time(annotations[f"{P}/expires-at"]) == start + timedelta(days=7)
+    assert result.stdout.strip() == (
+        f"secret/creds: {P}/ttl=7d, expires at {annotations[f'{P}/expires-at']}"
+    )
+    # ls agrees: no longer expiring.
+    listed = json.loads(
+        warden_cli("ls", "-o", "json", kubeconfig=notebook, policy=policy_path).stdout
+    )
+    assert [(e["name"], e["state"]) for e in listed] == [("creds", "live")]
