@@ -464,7 +464,7 @@ def test_extend_refuses_above_max_ttl_with_the_webhooks_own_message(
     assert f"no secret named nope in namespace {namespace}" in unknown.stderr
 
 
-def test_extend_moves_the_expiry_and_the_warning_comes_again_for_the_new_one(
+def test_extend_moves_the_expiry_and_ls_agrees(
     control_plane, kube_admin, warden, policy_path, tmp_path
 ):
     namespace, notebook = notebook_namespace(control_plane, kube_admin, tmp_path)
