@@ -59,6 +59,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors, $__rate_interval included
     expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)  # grouping labels
+    expr = re.sub(r"\blabel_values\(([^,()]*),[^()]*\)", r"\1", expr)  # Grafana: a label name
     words = set(re.findall(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
     return {w for w in words if w not in PROMQL_WORDS}
 
@@ -66,6 +67,7 @@ def metric_names(expr: str) -> set[str]:
 def test_metric_names_are_found_and_grouping_labels_are_not():
     expr = 'sum by (le) (rate(a_b_bucket{x="y"}[5m])) / time() > 0.5 unless c_d'
     assert metric_names(expr) == {"a_b_bucket", "c_d"}
+    assert metric_names("label_values(e_f, namespace)") == {"e_f"}
 
 
 def dashboard_exprs(dashboard: dict) -> list[str]:
