@@ -369,3 +369,19 @@ def test_every_container_command_line_is_one_kaptain_warden_accepts(value_set, c
             except SystemExit:
                 pytest.fail(f"{name} {container['name']}: {capsys.readouterr().err}")
             assert callable(parsed.run)
+
+
+def test_kube_version_constraint_is_the_oldest_tested_version():
+    """Chart.yaml's kubeVersion admits the oldest version `make test` runs tier 3 on, and
+    refuses the minor before it, with helm's own message."""
+    makefile = (CHART.parents[1] / "Makefile").read_text()
+    oldest = re.search(r"^K8S_OLDEST := (\d+)\.(\d+)\.\d+$", makefile, re.MULTILINE)
+    assert oldest is not None
+    major, minor = int(oldest[1]), int(oldest[2])
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={major}.{minor}.0-0"
+    for version in (f"{major}.{minor}.0", f"v{major}.{minor}.4-eks-1234", "1.34.4"):
+        run_helm(*template_args(), "--kube-version", version)
+    refused = run_helm(*template_args(), "--kube-version", f"{major}.{minor - 1}.9", check=False)
+    assert refused.returncode != 0
+    assert f"incompatible with Kubernetes v{major}.{minor - 1}.9" in refused.stderr

@@ -45,7 +45,15 @@ etcd_build() {
 }
 helm_build() {
   echo helm >> "$FAKE_BUILDS_LOG"
-  fake_binary "$1/helm" "v$(fake_version "$(helm_version)")+gdeadbeef"
+  cat > "$1/helm" <<FAKE
+#!/bin/sh
+case "\$1" in
+  version) echo "v$(fake_version "$(helm_version)")+gdeadbeef" ;;
+  template) echo "kubeVersion: v1.34.0" ;;
+esac
+FAKE
+  chmod +x "$1/helm"
+  echo v1.34.0 > "$1/kube-version"
 }
 """
 
@@ -202,8 +210,10 @@ def test_binaries_of_the_old_layout_are_reused_not_rebuilt(checkout: Path) -> No
         shutil.rmtree(directory)
 
     assert last_line(run(checkout)) == built
-    assert builds(checkout) == []
+    # helm is rebuilt: the old layout has no record of its default Kubernetes version.
+    assert builds(checkout) == ["helm"]
     assert (cache / "k8s-1.34.4" / "kubectl").stat().st_ino == (old / "kubectl").stat().st_ino
+    assert (cache / "etcd-3.6.16" / "etcd").stat().st_ino == (old / "etcd").stat().st_ino
 
 
 def test_a_version_the_proxy_refuses_names_the_module_and_the_nearest_served_patch(
