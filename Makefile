@@ -47,7 +47,8 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layer
 K8S_NEWEST := 1.34.4
 K8S_OLDEST := 1.30.14
 OLDEST_TESTS := tests/e2e/test_controlplane.py tests/e2e/test_admission_e2e.py \
-	tests/e2e/test_parent_owner_resolver.py $(wildcard tests/e2e/test_sweeper_*.py) \
+	tests/e2e/test_hostile_admission.py tests/e2e/test_parent_owner_resolver.py \
+	$(wildcard tests/e2e/test_sweeper_*.py) tests/e2e/test_outage_backfill.py \
 	tests/e2e/test_chart_install.py tests/e2e/test_chart_rbac.py
 
 .PHONY: test
