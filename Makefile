@@ -24,6 +24,10 @@ venv: $(STAMP) ## Create .venv and install the project with its test extras
 assets: ## Build (once, cached per version) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
 	hack/test-assets
 
+.PHONY: sdk-envs
+sdk-envs: ## Build (once, cached) the virtualenvs of the Kubeflow SDKs tier 3 drives as clients
+	hack/sdk-envs
+
 .PHONY: run
 run: $(STAMP) ## The embedded default: local control plane + admission server, stamped objects to look at
 	$(BIN)/kaptain-warden up

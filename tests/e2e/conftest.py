@@ -12,8 +12,8 @@ from kubernetes import client as k8s
 from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
-from kaptain_warden.testing.controlplane import ControlPlane
-from kaptain_warden.testing.notebook import Notebook
+from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
+from kaptain_warden.testing.notebook import Notebook, sdk_environments
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
@@ -61,3 +61,15 @@ def profile(warden: WardenStack, kube_admin: k8s.ApiClient) -> str:
 def token_notebook(control_plane: ControlPlane, profile: str, tmp_path: Path) -> Notebook:
     """A notebook in `profile`: kubectl and the SDK kernels act with its ServiceAccount token."""
     return Notebook.open(control_plane, profile, tmp_path / "notebook")
+
+
+@pytest.fixture(scope="session")
+def sdk_envs() -> dict[str, Path]:
+    """The SDKs' virtualenvs, built first when missing (minutes, once: outside any test's
+    timeout). A build that fails FAILS the tests that need it, never skips them."""
+    failure = None
+    try:
+        return sdk_environments()
+    except ControlPlaneError as error:
+        failure = str(error)
+    pytest.fail(f"the SDK environments could not be built: {failure}", pytrace=False)

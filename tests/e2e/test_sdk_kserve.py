@@ -30,7 +30,7 @@ from notebook_kit import (
 )
 from polling import eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sdk_envs")]
 
 SERVICE_ACCOUNT = "kserve-service-credentials"  # the SDK's default
 

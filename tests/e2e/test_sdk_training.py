@@ -16,7 +16,7 @@ from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.notebook import Notebook
 from notebook_kit import KEYS, actions, assert_stamped, read, sweep_preview, write_status
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sdk_envs")]
 
 SEVEN_DAYS = int(timedelta(days=7).total_seconds())
 
