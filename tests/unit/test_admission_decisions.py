@@ -778,3 +778,11 @@ def test_a_create_whose_ttl_ends_within_the_warning_window_is_admitted_with_a_wa
     assert "2026-05-01T13:00:00Z" in short.warnings[-1]
     assert verdict_on("1d").warnings == ()
     assert validate(stamped(make_obj("Secret", annotations={f"{P}/ttl": "10m"}))[0]).warnings == ()
+
+
+def test_a_person_making_a_child_of_their_own_object_keeps_their_user_keys():
+    job = make_obj("Job", spec={}, annotations={f"{P}/ttl-after-finished": "2h"})
+    result, _ = mutated(job, inherited_owner=NOTEBOOK)
+    assert result["metadata"]["annotations"][f"{P}/ttl-after-finished"] == "2h"
+    result, _ = mutated(job, user=KNATIVE, inherited_owner=NOTEBOOK)
+    assert result["metadata"]["annotations"][f"{P}/ttl-after-finished"] == "1h"

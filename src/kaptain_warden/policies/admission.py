@@ -397,7 +397,9 @@ def _plan_create(
     owner = expected_owner(request, inherited_owner, rule)
     # A controller-made child follows its own rule: user keys copied from its parent are
     # dropped (a Knative Service never inherits an expiry from its InferenceService).
-    inherits = rule.match.inherit and inherited_owner is not None
+    # Made by someone other than the owner it inherits: a controller (a person making a child
+    # of their own object is treated as a person, like on UPDATE).
+    inherits = rule.match.inherit and inherited_owner not in (None, request.username)
     problems: list[str] = []
     rule_ttl = format_duration(rule.ttl) if rule.ttl is not None else None
     rule_after = (
