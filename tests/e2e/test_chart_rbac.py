@@ -230,6 +230,19 @@ def test_webhook_reads_the_parents_it_inherits_owners_from(installed, group, res
 
 
 @pytest.mark.parametrize(
+    ("group", "resource", "namespaced"),
+    [("", "pods", True), ("apps", "statefulsets", True), ("kubeflow.org", "profiles", False)],
+)
+def test_webhook_gets_provenance_objects_by_name_and_lists_none(
+    installed, group, resource, namespaced
+):
+    namespace = OTHER_NAMESPACE if namespaced else None
+    assert installed.allowed("webhook", "get", group, resource, namespace=namespace, name="x")
+    for verb in ("list", "watch", "update", "patch", "create"):
+        assert not installed.allowed("webhook", verb, group, resource, namespace=namespace)
+
+
+@pytest.mark.parametrize(
     ("group", "resource"),
     NEVER_DELETED_BY_THE_WEBHOOK,
 )

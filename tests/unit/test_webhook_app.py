@@ -195,6 +195,10 @@ class RecordingParents:
             raise self.error
         return self.owner
 
+    def inherited(self, *, namespace: str, obj: Any) -> tuple[str, dict[str, str]] | None:
+        owner = self.inherited_owner(namespace=namespace, obj=obj)
+        return (owner, {}) if owner is not None else None
+
 
 def test_revision_inherits_the_owner_of_its_parent():
     parents = RecordingParents(owner=NOTEBOOK)

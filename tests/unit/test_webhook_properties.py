@@ -194,6 +194,9 @@ class Parents:
     def inherited_owner(self, *, namespace: str, obj: Any) -> str | None:
         return NOTEBOOK
 
+    def inherited(self, *, namespace: str, obj: Any) -> tuple[str, dict[str, str]]:
+        return NOTEBOOK, {}
+
 
 @pytest.fixture(scope="module", params=["no-lookups", "parents"])
 def client(request: pytest.FixtureRequest) -> Iterator[Any]:

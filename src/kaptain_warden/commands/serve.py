@@ -17,7 +17,7 @@ from kaptain_warden.commands.options import (
 
 if TYPE_CHECKING:
     from kaptain_warden.policies.model import Policy
-    from kaptain_warden.webhook.parents import ParentResolver
+    from kaptain_warden.webhook.parents import ParentResolver, ProvenanceLookup
     from kaptain_warden.webhook.settings import WebhookSettings
 
 DESCRIPTION = """\
@@ -229,6 +229,31 @@ def _parent_lookups(
     return build
 
 
+def _provenance_lookups(
+    settings: WebhookSettings, policy: Policy
+) -> Callable[[], ProvenanceLookup | None] | None:
+    """A factory of notebook and Profile owner lookups for each worker (as `_parent_lookups`)."""
+    if not settings.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+
+    def build() -> ProvenanceLookup | None:
+        import logging
+
+        from kaptain_warden.kube.client import load_api_client
+        from kaptain_warden.kube.provenance import ProvenanceResolver
+
+        try:
+            api_client = load_api_client(settings.kubeconfig)
+        except Exception:
+            logging.getLogger("kaptain_warden.serve").exception(
+                "cannot build a Kubernetes client; serving without provenance lookups"
+            )
+            return None
+        return ProvenanceResolver(api_client, keys=policy.keys)
+
+    return build
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"kaptain-warden serve: {message}", file=sys.stderr)
     return code
@@ -334,4 +359,9 @@ def run(args: argparse.Namespace) -> int:
         len(policy.rules),
         extra={"settings": dataclasses.asdict(settings)},
     )
-    return serve(settings, policy=policy, parents=_parent_lookups(settings, policy))
+    return serve(
+        settings,
+        policy=policy,
+        parents=_parent_lookups(settings, policy),
+        provenance=_provenance_lookups(settings, policy),
+    )

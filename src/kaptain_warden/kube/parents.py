@@ -34,6 +34,7 @@ from kaptain_warden.policies.inheritance import ParentRef, parent_refs
 from kaptain_warden.policies.kinds import KATIB_TRIAL, KNOWN_KINDS, KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.names import is_dns1123_label, is_dns1123_subdomain
+from kaptain_warden.policies.objects import string_map
 
 
 class ParentLookupError(RuntimeError):
@@ -49,6 +50,8 @@ class _Entry:
     expires: float
     owner: str | None
     parents: tuple[ParentRef, ...]
+    # A managed parent's provenance annotations, which its children inherit with the owner.
+    provenance: tuple[tuple[str, str], ...] = ()
 
 
 class ParentOwnerResolver:
@@ -98,12 +101,23 @@ class ParentOwnerResolver:
         Raises:
             ParentLookupError: a parent could not be read within the time budget.
         """
+        found = self.inherited(namespace=namespace, obj=obj)
+        return found[0] if found is not None else None
+
+    def inherited(
+        self, *, namespace: str, obj: Mapping[str, Any]
+    ) -> tuple[str, dict[str, str]] | None:
+        """(owner, provenance annotations) of the nearest managed ancestor, or None.
+
+        Raises:
+            ParentLookupError: a parent could not be read within the time budget.
+        """
         if not is_dns1123_label(namespace):
             # Cluster-scoped objects have no namespace, and no parent kind is cluster-scoped.
             return None
         deadline = self._clock() + self._budget
         try:
-            return self._search(namespace, parent_refs(obj), deadline, depth=1)
+            entry = self._search(namespace, parent_refs(obj), deadline, depth=1)
         except LookupBudgetExceededError as exc:
             raise ParentLookupError(
                 f"parent lookup of {namespace}/{_name_of(obj)} ran out of its "
@@ -113,18 +127,21 @@ class ParentOwnerResolver:
             raise ParentLookupError(
                 f"parent lookup of {namespace}/{_name_of(obj)} failed: {_describe(exc)}"
             ) from exc
+        if entry is None or entry.owner is None:
+            return None
+        return entry.owner, dict(entry.provenance)
 
     def _search(
         self, namespace: str, refs: tuple[ParentRef, ...], deadline: float, depth: int
-    ) -> str | None:
+    ) -> _Entry | None:
         for ref in refs:
             entry = self._lookup(namespace, ref, deadline)
             if entry.owner is not None:
-                return entry.owner
+                return entry
             if depth < self._max_depth:
-                owner = self._search(namespace, entry.parents, deadline, depth + 1)
-                if owner is not None:
-                    return owner
+                found = self._search(namespace, entry.parents, deadline, depth + 1)
+                if found is not None:
+                    return found
         return None
 
     def _remaining(self, deadline: float) -> float:
@@ -183,7 +200,15 @@ class ParentOwnerResolver:
         annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
         owner = annotations.get(self._keys.owner) if isinstance(annotations, Mapping) else None
         if isinstance(owner, str) and owner:
-            return _Entry(now + self._ttl, owner, ())
+            provenance = string_map(annotations)
+            return _Entry(
+                now + self._ttl,
+                owner,
+                (),
+                tuple(
+                    (k, provenance[k]) for k in self._keys.provenance_annotations if k in provenance
+                ),
+            )
         return _Entry(now + self._negative_ttl, None, parent_refs(meta))
 
 

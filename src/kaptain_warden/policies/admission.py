@@ -27,6 +27,7 @@ from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.owner import owner_label_value
+from kaptain_warden.policies.provenance import NO_PROVENANCE, CreatorPod, Provenance
 from kaptain_warden.policies.timestamps import format_time, parse_time
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
@@ -61,6 +62,8 @@ class AdmissionRequest:
     old_obj: Mapping[str, Any] | None = None
     sub_resource: str = ""
     dry_run: bool = False
+    # The Pod the requester's bound ServiceAccount token names (`userInfo.extra`), if any.
+    pod: CreatorPod | None = None
 
     def subject(
         self,
@@ -269,6 +272,10 @@ class _Plan:
     problems: tuple[str, ...] = ()
     # Values a person sent that the mutator replaced: the admission response says so.
     warnings: tuple[str, ...] = ()
+    # Keys whose absence the validator accepts too (values found by a lookup the mutator's
+    # own lookup may have missed), and keys it does not judge (its own lookup failed).
+    optional: frozenset[str] = frozenset()
+    unchecked: frozenset[str] = frozenset()
 
 
 def _maps(obj: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -389,8 +396,14 @@ def _plan_create(
     *,
     inherited_owner: str | None,
     created: datetime,
+    provenance: Provenance = NO_PROVENANCE,
+    inherited_provenance: Provenance | None = None,
 ) -> _Plan:
-    """CREATE by a non-privileged identity: the system keys computed, whatever was sent."""
+    """CREATE by a non-privileged identity: the system keys computed, whatever was sent.
+
+    Provenance is the request's Pod (and what lookups found about it), or for a
+    controller-made child its managed parent's: a controller's own Pod is never a creator.
+    """
     keys = policy.keys
     assert request.obj is not None  # checked by _skip_reason
     labels, annotations = _maps(request.obj)
@@ -424,6 +437,10 @@ def _plan_create(
         keys.owner: owner_label_value(owner),
         keys.rule: rule.id,
     }
+    origin = (inherited_provenance or NO_PROVENANCE) if inherits else provenance
+    wanted_labels[keys.notebook] = (
+        owner_label_value(origin.notebook) if origin.notebook is not None else None
+    )
     # Every other system annotation (backfilled-at: only the sweeper's backfill, a privileged
     # identity, writes it) is absent from a new object.
     wanted_annotations: dict[str, str | None] = dict.fromkeys(keys.annotations)
@@ -435,6 +452,7 @@ def _plan_create(
             keys.ttl: ttl_value,
             keys.ttl_after_finished: after_value,
             keys.keep: keep_value,
+            **origin.annotations(keys),
         }
     )
     native = tuple(
@@ -446,6 +464,10 @@ def _plan_create(
     why = dict.fromkeys((*keys.labels, *keys.annotations), "the warden sets it")
     why[keys.owner] = "the owner inherited from its managed parent" if inherits else "the requester"
     why[keys.expires_at] = f"{keys.created_at} + {keys.ttl}; the warden sets it"
+    source = "its managed parent's" if inherits else "the Pod of the requester's bound token"
+    why.update(
+        dict.fromkeys(origin.annotations(keys), f"provenance: {source}; absent when there is none")
+    )
     why.update(
         dict.fromkeys(
             keys.user_annotations,
@@ -474,7 +496,14 @@ def _plan_create(
         native=native,
         problems=tuple(problems),
         warnings=warnings,
+        optional=frozenset({keys.notebook, keys.profile_owner}),
+        unchecked=frozenset() if inherits else _unresolved(keys, origin),
     )
+
+
+def _unresolved(keys: MetadataKeys, provenance: Provenance) -> frozenset[str]:
+    """The provenance keys whose lookup failed (the notebook's label goes with its annotation)."""
+    return frozenset(k for k in (keys.notebook, keys.profile_owner) if k in provenance.unresolved)
 
 
 def _is_child(policy: Policy, rule: Rule | None, request: AdmissionRequest) -> bool:
@@ -621,6 +650,8 @@ def plan_mutation(
     now: datetime,
     inherited_owner: str | None = None,
     namespace_labels: Mapping[str, str] | None = None,
+    provenance: Provenance = NO_PROVENANCE,
+    inherited_provenance: Provenance | None = None,
 ) -> Mutation:
     """The mutating webhook's decision (the metadata contract in the README).
 
@@ -664,6 +695,8 @@ def plan_mutation(
                 rule,
                 inherited_owner=inherited_owner,
                 created=_mutator_created_at(request.obj, policy.keys, now),
+                provenance=provenance,
+                inherited_provenance=inherited_provenance,
             )
     ops = tuple(_plan_patch(request.obj, plan))
     subject = f"rule {plan.rule.id}" if plan.rule is not None else "no rule"
@@ -720,6 +753,8 @@ def _differences(policy: Policy, request: AdmissionRequest, plan: _Plan) -> list
         ("annotation", annotations, plan.annotations),
     ):
         for key, value in wanted.items():
+            if key in plan.unchecked or (key in plan.optional and key not in actual):
+                continue
             if actual.get(key) != value:
                 must = "must be absent" if value is None else f'must be "{value}"'
                 found.append(
@@ -736,6 +771,8 @@ def check_admission(
     inherited_owner: str | None = None,
     namespace_labels: Mapping[str, str] | None = None,
     parent_lookup_failed: bool = False,
+    provenance: Provenance = NO_PROVENANCE,
+    inherited_provenance: Provenance | None = None,
 ) -> Verdict:
     """The validating webhook's decision: the backstop behind the mutator.
 
@@ -794,7 +831,13 @@ def check_admission(
             "must be the creation time (the warden sets it: remove it from your manifest)"
         )
     plan = _plan_create(
-        policy, request, rule, inherited_owner=inherited_owner, created=created or now
+        policy,
+        request,
+        rule,
+        inherited_owner=inherited_owner,
+        created=created or now,
+        provenance=provenance,
+        inherited_provenance=inherited_provenance,
     )
     problems += plan.problems
     problems += [

@@ -29,6 +29,16 @@ PARENT_LABELS: tuple[tuple[str, str, str], ...] = (
     (KNATIVE_CONFIGURATION_LABEL, "serving.knative.dev/v1", "Configuration"),
 )
 
+# What a bound ServiceAccount token tells the API server about the Pod it was issued for; the
+# API server puts it in the request's `userInfo.extra` (one value each).
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
+# Kubeflow's notebook-controller labels a notebook's Pods with the Notebook's name, and owns
+# the StatefulSet that runs them (kubeflow/kubeflow components/notebook-controller).
+NOTEBOOK_POD_LABEL = "notebook-name"
+NOTEBOOK_API_VERSION = "kubeflow.org/v1"
+NOTEBOOK_KIND = "Notebook"
+
 
 @dataclass(frozen=True)
 class MetadataKeys:
@@ -95,9 +105,41 @@ class MetadataKeys:
         return f"{self.prefix}/warned-at"
 
     @property
+    def created_by_pod(self) -> str:
+        """Annotation: name of the Pod whose bound token created the object (provenance)."""
+        return f"{self.prefix}/created-by-pod"
+
+    @property
+    def created_by_pod_uid(self) -> str:
+        """Annotation: uid of that Pod; `expireWhenCreatorGone` watches for it to be gone."""
+        return f"{self.prefix}/created-by-pod-uid"
+
+    @property
+    def notebook(self) -> str:
+        """Annotation (exact name) and label (label-safe form): the Kubeflow Notebook whose
+        Pod created the object."""
+        return f"{self.prefix}/notebook"
+
+    @property
+    def profile_owner(self) -> str:
+        """Annotation: `spec.owner.name` of the namespace's Kubeflow Profile (the person)."""
+        return f"{self.prefix}/profile-owner"
+
+    @property
+    def creator_gone_at(self) -> str:
+        """Annotation: RFC 3339 UTC time the sweeper first saw the creator Pod gone; written
+        once, by the sweeper only (a privileged identity)."""
+        return f"{self.prefix}/creator-gone-at"
+
+    @property
+    def provenance_annotations(self) -> tuple[str, ...]:
+        """The annotations that say where an object came from, computed on CREATE."""
+        return (self.created_by_pod, self.created_by_pod_uid, self.notebook, self.profile_owner)
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Every label key the warden writes."""
-        return (self.managed, self.owner, self.rule)
+        return (self.managed, self.owner, self.rule, self.notebook)
 
     @property
     def annotations(self) -> tuple[str, ...]:
@@ -111,6 +153,8 @@ class MetadataKeys:
             self.keep,
             self.backfilled_at,
             self.warned_at,
+            *self.provenance_annotations,
+            self.creator_gone_at,
         )
 
     @property
@@ -118,7 +162,15 @@ class MetadataKeys:
         """The annotations the warden computes and nobody else may set: decided on CREATE
         (by the webhook) or by backfill, carried over unchanged on UPDATE. Every label in
         `labels` is a system key too. (A tuple: messages list them in a stable order.)"""
-        return (self.owner, self.created_at, self.expires_at, self.backfilled_at, self.warned_at)
+        return (
+            self.owner,
+            self.created_at,
+            self.expires_at,
+            self.backfilled_at,
+            self.warned_at,
+            *self.provenance_annotations,
+            self.creator_gone_at,
+        )
 
     @property
     def user_annotations(self) -> tuple[str, ...]:

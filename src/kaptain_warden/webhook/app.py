@@ -26,9 +26,10 @@ from kaptain_warden.policies.evaluate import (
 from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.provenance import NO_PROVENANCE, Provenance, inherited_provenance
 from kaptain_warden.webhook import responses
 from kaptain_warden.webhook.metrics import CONTENT_TYPE, AdmissionMetrics
-from kaptain_warden.webhook.parents import NamespaceLabels, ParentResolver
+from kaptain_warden.webhook.parents import NamespaceLabels, ParentResolver, ProvenanceLookup
 from kaptain_warden.webhook.reviews import (
     BadReview,
     ResponseReview,
@@ -79,6 +80,7 @@ class AdmissionHandler:
         metrics: AdmissionMetrics,
         parents: ParentResolver | None = None,
         namespaces: NamespaceLabels | None = None,
+        provenance: ProvenanceLookup | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.settings = settings
@@ -87,6 +89,7 @@ class AdmissionHandler:
         self._parents = parents
         # Decided once: the policy never changes while the server runs.
         self._namespaces = namespaces if needs_namespace_labels(policy) else None
+        self._provenance_lookup = provenance
         self._clock = clock
 
     def review(self, endpoint: Endpoint, body: bytes, content_type: str | None) -> Answer:
@@ -125,8 +128,11 @@ class AdmissionHandler:
 
     def _decide(self, endpoint: Endpoint, req: AdmissionRequest) -> _Outcome:
         now = self._clock()
-        inherited, lookup_failed = self._inherited_owner(req)
+        # One deadline for this review's lookups.
+        started = time.monotonic()
+        inherited, parent_provenance, lookup_failed = self._inherited_owner(req)
         namespace_labels = self._namespace_labels(req)
+        provenance = self._provenance(req, started)
         if endpoint == "mutate":
             mutation = plan_mutation(
                 policy=self.policy,
@@ -134,6 +140,8 @@ class AdmissionHandler:
                 now=now,
                 inherited_owner=inherited,
                 namespace_labels=namespace_labels,
+                provenance=provenance,
+                inherited_provenance=parent_provenance,
             )
             return _Outcome(
                 responses.patched(req.uid, mutation.patch, warnings=mutation.warnings),
@@ -148,6 +156,8 @@ class AdmissionHandler:
             inherited_owner=inherited,
             namespace_labels=namespace_labels,
             parent_lookup_failed=lookup_failed,
+            provenance=provenance,
+            inherited_provenance=parent_provenance,
         )
         rule = verdict.rule.id if verdict.rule is not None else None
         if verdict.allowed:
@@ -189,18 +199,23 @@ class AdmissionHandler:
             and governs_kind(self.policy, req.api_version, req.kind)
         )
 
-    def _inherited_owner(self, req: AdmissionRequest) -> tuple[str | None, bool]:
-        """(the inherited owner or None, whether the parents could not be read).
+    def _inherited_owner(self, req: AdmissionRequest) -> tuple[str | None, Provenance | None, bool]:
+        """(the inherited owner or None, the parent's provenance, whether the parents could
+        not be read).
 
         Only CREATE looks parents up: on UPDATE the owner is carried over from the old object.
         """
         if self._parents is None or not self._governed_create(req):
-            return None, False
+            return None, None, False
         assert req.obj is not None  # checked by _governed_create
         if not parent_refs(req.obj):
-            return None, False
+            return None, None, False
         try:
-            return self._parents.inherited_owner(namespace=req.namespace, obj=req.obj), False
+            found = self._parents.inherited(namespace=req.namespace, obj=req.obj)
+            if found is None:
+                return None, None, False
+            owner, annotations = found
+            return owner, inherited_provenance(annotations, self.policy.keys), False
         except Exception:
             # A failed or refused lookup never widens what the requester may claim: the
             # object inherits nothing and its owner is the requester.
@@ -210,7 +225,38 @@ class AdmissionHandler:
                 extra={"uid": req.uid, "object": _object_name(req)},
             )
             self.metrics.lookup_errors.labels("parents").inc()
-            return None, True
+            return None, None, True
+
+    def _provenance(self, req: AdmissionRequest, started: float) -> Provenance:
+        """Where a new object comes from: the request's Pod, and what lookups say about it.
+
+        Nothing without a Pod-bound identity; without lookups, the notebook and the Profile
+        owner stay unresolved (left out, and not judged by the validator).
+        """
+        if req.pod is None or not self._governed_create(req):
+            return NO_PROVENANCE
+        keys = self.policy.keys
+        if self._provenance_lookup is None:
+            return Provenance(
+                pod=req.pod, unresolved=frozenset({keys.notebook, keys.profile_owner})
+            )
+        try:
+            return self._provenance_lookup.provenance(
+                namespace=req.namespace,
+                pod=req.pod,
+                deadline=started + self._provenance_lookup.budget_seconds,
+            )
+        except Exception:
+            # Lookups never raise by contract; if one does, the object goes without them.
+            logger.warning(
+                "provenance lookup failed; the object goes without notebook and profile owner",
+                exc_info=True,
+                extra={"uid": req.uid, "object": _object_name(req)},
+            )
+            self.metrics.lookup_errors.labels("provenance").inc()
+            return Provenance(
+                pod=req.pod, unresolved=frozenset({keys.notebook, keys.profile_owner})
+            )
 
     def _namespace_labels(self, req: AdmissionRequest) -> Mapping[str, str] | None:
         if self._namespaces is None or not self._governed_create(req):
@@ -316,6 +362,7 @@ def create_app(
     policy: Policy | None = None,
     parents: ParentResolver | None = None,
     namespaces: NamespaceLabels | None = None,
+    provenance: ProvenanceLookup | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> Flask:
     """The admission server's WSGI app (the Flask application factory).
@@ -333,6 +380,7 @@ def create_app(
         metrics=AdmissionMetrics(certificate_file=settings.tls_cert_file),
         parents=parents,
         namespaces=namespaces,
+        provenance=provenance,
         clock=clock,
     )
     app.extensions["kaptain_warden"] = handler

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from kaptain_warden.policies.provenance import CreatorPod, Provenance
+
 
 class ParentResolver(Protocol):
     """Finds the owner an object inherits from a managed parent (DESIGN.md, owner inheritance).
@@ -23,6 +25,14 @@ class ParentResolver(Protocol):
         """
         ...
 
+    def inherited(
+        self, *, namespace: str, obj: Mapping[str, Any]
+    ) -> tuple[str, dict[str, str]] | None:
+        """As `inherited_owner`, with the parent's provenance annotations (which the child
+        inherits with the owner): (owner, annotations), or None when there is no managed
+        parent. Raises on failure."""
+        ...
+
 
 class NamespaceLabels(Protocol):
     """Reads a namespace's labels, for policies that select namespaces by label.
@@ -33,4 +43,22 @@ class NamespaceLabels(Protocol):
 
     def namespace_labels(self, *, namespace: str) -> Mapping[str, str] | None:
         """The labels of `namespace`, or None when it cannot be read."""
+        ...
+
+
+class ProvenanceLookup(Protocol):
+    """Finds what a creator Pod says about an object's origin (its notebook, the Profile
+    owner of its namespace).
+
+    Called only on CREATE of a governed kind by a Pod-bound identity, once per review, with
+    the review's lookup deadline (`time.monotonic()` seconds). Never raises: a lookup that
+    failed or ran out of time is named in `Provenance.unresolved`.
+    """
+
+    budget_seconds: float
+
+    def provenance(
+        self, *, namespace: str, pod: CreatorPod, deadline: float | None = None
+    ) -> Provenance:
+        """The provenance of an object `pod`'s token creates in `namespace`."""
         ...

@@ -10,6 +10,7 @@ import orjson
 
 from kaptain_warden.policies.admission import AdmissionRequest, Operation
 from kaptain_warden.policies.kinds import api_version_of
+from kaptain_warden.policies.provenance import creator_pod
 from kaptain_warden.webhook.settings import DEFAULT_MAX_BODY_BYTES
 
 API_VERSION: Final = "admission.k8s.io/v1"
@@ -210,6 +211,9 @@ def admission_request(envelope: Envelope) -> AdmissionRequest:
         groups = []
     elif not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise BadReview(400, "request.userInfo.groups: expected an array of strings")
+    extra = user.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise BadReview(400, f"request.userInfo.extra is {_shown(extra)}; expected an object")
     dry_run = request.get("dryRun")
     if dry_run is not None and not isinstance(dry_run, bool):
         raise BadReview(400, f"request.dryRun is {_shown(dry_run)}; expected a boolean")
@@ -229,6 +233,7 @@ def admission_request(envelope: Envelope) -> AdmissionRequest:
         old_obj=_object(request, "oldObject"),
         sub_resource=_string(request, "subResource", "request"),
         dry_run=bool(dry_run),
+        pod=creator_pod({k: v for k, v in (extra or {}).items() if isinstance(v, list)}),
     )
 
 

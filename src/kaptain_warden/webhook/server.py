@@ -16,7 +16,7 @@ from prometheus_client import multiprocess, values
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.webhook.app import create_app
 from kaptain_warden.webhook.metrics import MULTIPROCESS_ENV, new_metrics_dir
-from kaptain_warden.webhook.parents import ParentResolver
+from kaptain_warden.webhook.parents import ParentResolver, ProvenanceLookup
 from kaptain_warden.webhook.settings import WebhookSettings
 from kaptain_warden.webhook.worker import ConnectionLimits, DeadlineWorker
 
@@ -52,12 +52,14 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
         policy: Policy,
         announce: Callable[[str], None],
         parents: Callable[[], ParentResolver | None] | None = None,
+        provenance: Callable[[], ProvenanceLookup | None] | None = None,
     ) -> None:
         self.settings = settings
         # Loaded (and checked) by the caller before gunicorn forks: each worker inherits it.
         self.policy = policy
         self.announce = announce
         self.parents = parents
+        self.provenance = provenance
         self.connection_limits = ConnectionLimits(
             handshake_seconds=settings.handshake_timeout_seconds,
             header_seconds=settings.header_timeout_seconds,
@@ -106,7 +108,8 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
         """Build the app in the worker (after fork), with the policy the arbiter loaded."""
         # Built here, after fork: API clients' connection pools must not cross processes.
         parents = self.parents() if self.parents is not None else None
-        return create_app(self.settings, policy=self.policy, parents=parents)
+        provenance = self.provenance() if self.provenance is not None else None
+        return create_app(self.settings, policy=self.policy, parents=parents, provenance=provenance)
 
     def _when_ready(self, server: Any) -> None:
         wildcard = self.settings.host in ("", "0.0.0.0", "::")
@@ -138,11 +141,13 @@ def serve(
     *,
     policy: Policy,
     parents: Callable[[], ParentResolver | None] | None = None,
+    provenance: Callable[[], ProvenanceLookup | None] | None = None,
     announce: Callable[[str], None] = _print,
 ) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop).
 
-    `parents` builds the parent lookups in each worker (None: no owner inheritance).
+    `parents` builds the parent lookups in each worker (None: no owner inheritance);
+    `provenance` the notebook and Profile owner lookups (None: those keys left out).
 
     On SIGTERM gunicorn stops accepting, lets workers finish in-flight reviews for up to
     `graceful_timeout_seconds`, closes kept-alive connections, then exits.
@@ -154,7 +159,9 @@ def serve(
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     arbiter_pid = os.getpid()
     try:
-        AdmissionServer(settings, policy=policy, announce=announce, parents=parents).run()
+        AdmissionServer(
+            settings, policy=policy, announce=announce, parents=parents, provenance=provenance
+        ).run()
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
