@@ -12,7 +12,11 @@ import pytest
 import yaml
 
 from helm_chart import CHART, CI_VALUES, find, find_all, render
-from kaptain_warden.install.rbac import sweeper_cluster_rules, sweeper_lease_rules
+from kaptain_warden.install.rbac import (
+    sweeper_cluster_rules,
+    sweeper_lease_rules,
+    webhook_provenance_rules,
+)
 from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.policies.kinds import KNOWN_KINDS
 from kaptain_warden.policies.loader import load_policy, load_policy_text
@@ -199,7 +203,7 @@ def expected_webhook_read_rules(policy: Policy) -> list[dict[str, Any]]:
     ]
     rules.append({"apiGroups": ["kubeflow.org"], "resources": ["trials"], "verbs": verbs})
     rules.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": verbs})
-    return rules
+    return rules + webhook_provenance_rules()
 
 
 def test_webhook_cluster_role_reads_parents_and_patches_only_its_own_configurations(case):

@@ -10,7 +10,7 @@ from kaptain_warden.policies.metadata import KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PR
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.secret_refs import HOLDER_KINDS
 
-__all__ = ["sweeper_cluster_rules", "sweeper_lease_rules"]
+__all__ = ["sweeper_cluster_rules", "sweeper_lease_rules", "webhook_provenance_rules"]
 
 _KNATIVE = "serving.knative.dev"
 _ISVC_GROUPS = ("serving.kserve.io", "serving.kubeflow.org")
@@ -86,6 +86,17 @@ def sweeper_cluster_rules(
             }
         )
     return rules
+
+
+def webhook_provenance_rules() -> list[dict[str, Any]]:
+    """ClusterRole rules the admission server needs for provenance, and nothing more: `get`
+    (by name, never a list) on the creator Pod, the StatefulSet that controls it (the notebook's
+    name) and the namespace's Kubeflow Profile (its owner)."""
+    return [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]},
+        {"apiGroups": ["kubeflow.org"], "resources": ["profiles"], "verbs": ["get"]},
+    ]
 
 
 def sweeper_lease_rules(lease_name: str) -> list[dict[str, Any]]:
