@@ -6,6 +6,7 @@ the contract says.
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +190,15 @@ def test_an_exported_manifest_created_again_is_stamped_afresh(
     assert report["Secret/s3-creds-copy"]["owner"] == token_notebook.user
     later = sweep_preview(control_plane, namespace, "+25h")
     assert actions(later) == {"Secret/s3-creds": "delete", "Secret/s3-creds-copy": "delete"}
+
+
+def test_the_notebook_authenticates_with_its_bound_service_account_token(
+    token_notebook: Notebook,
+) -> None:
+    # What the API server (and so the warden) sees: the ServiceAccount, its groups, and the
+    # notebook Pod the token is bound to; no impersonation, no client certificate.
+    review = json.loads(token_notebook.kubectl("auth", "whoami", "-o", "json").stdout)
+    user = review["status"]["userInfo"]
+    assert user["username"] == token_notebook.user
+    assert f"system:serviceaccounts:{token_notebook.namespace}" in user["groups"]
+    assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["notebook-0"]
