@@ -283,3 +283,42 @@ def test_webhook_reads_and_updates_only_its_own_certificate_secret(installed):
             assert not installed.allowed(
                 "webhook", verb, group, resource, namespace=OTHER_NAMESPACE
             )
+
+
+# ---- the sweeper confined to some namespaces -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def confined(control_plane: ControlPlane) -> Iterator[Installed]:
+    """The chart with sweeper.namespaces=[team-a]: nothing of the sweeper's is cluster-wide."""
+    namespace = f"kw-conf-{uuid.uuid4().hex[:6]}"
+    release = f"cf{uuid.uuid4().hex[:6]}"
+    kubeconfig = f"--kubeconfig={control_plane.kubeconfig_path}"
+    control_plane.run_kubectl("create", "namespace", OTHER_NAMESPACE, check=False)
+    run_helm(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        f"sweeper.namespaces={{{OTHER_NAMESPACE}}}",
+        kubeconfig,
+    )
+    yield Installed(control_plane, namespace, release)
+    run_helm("uninstall", release, "--namespace", namespace, "--no-hooks", kubeconfig, check=False)
+    control_plane.run_kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize(("group", "resource"), GOVERNED)
+def test_a_confined_sweeper_has_no_cluster_wide_permission(confined, group, resource):
+    """With sweeper.namespaces set, `secrets: list` was still bound cluster-wide: a list returns
+    Secret data, so the sweeper's token could read kube-system's Secrets."""
+    assert confined.allowed("sweeper", "list", group, resource, namespace=OTHER_NAMESPACE)
+    assert confined.allowed("sweeper", "delete", group, resource, namespace=OTHER_NAMESPACE)
+    for elsewhere in ("kube-system", "default", None):
+        assert not confined.allowed("sweeper", "list", group, resource, namespace=elsewhere)
+        assert not confined.allowed("sweeper", "delete", group, resource, namespace=elsewhere)
+    assert not confined.allowed("sweeper", "list", "", "pods", namespace="kube-system")
+    assert confined.allowed("sweeper", "list", "", "pods", namespace=OTHER_NAMESPACE)
