@@ -149,9 +149,10 @@ def test_cert_manager_with_an_existing_issuer_creates_no_issuer():
     }
 
 
-def test_optional_objects_are_off_by_default_and_on_in_the_ha_set():
-    default = {m["kind"] for m in render()}
-    assert not default & {"NetworkPolicy", "ServiceMonitor"}
+def test_network_policies_are_on_by_default_and_servicemonitors_off():
+    default = render()
+    assert "ServiceMonitor" not in {m["kind"] for m in default}
+    assert len(find_all(default, "NetworkPolicy")) == 2
     ha = render(values=[CI_VALUES["ha"]])
     assert len(find_all(ha, "NetworkPolicy")) == 2
     assert len(find_all(ha, "ServiceMonitor")) == 2
@@ -163,6 +164,40 @@ def test_optional_objects_are_off_by_default_and_on_in_the_ha_set():
         for p in rule["ports"]
     }
     assert {(53, "UDP"), (443, "TCP"), (6443, "TCP")} <= egress_ports
+
+
+def ingress_ports(policy: dict) -> dict[str, list]:
+    """port -> the `from` of the rule that opens it (a rule without `from` admits everyone)."""
+    opened = {}
+    for rule in policy["spec"].get("ingress") or []:
+        assert rule.get("from"), f"a rule open to every source: {rule}"
+        for port in rule["ports"]:
+            opened[port["port"]] = rule["from"]
+    return opened
+
+
+def test_by_default_only_the_webhook_port_is_open_and_only_what_values_name():
+    default = render()
+    webhook = ingress_ports(find(default, "NetworkPolicy", f"{FULLNAME}-webhook"))
+    assert list(webhook) == ["https"]  # the API server's address is not selectable
+    assert webhook["https"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    assert ingress_ports(find(default, "NetworkPolicy", f"{FULLNAME}-sweeper")) == {}
+
+
+def test_an_empty_from_list_means_no_source_not_every_source():
+    """`webhookFrom: []` used to render a rule without `from`, which admits every source."""
+    closed = render(
+        set_values={"networkPolicy.webhookFrom": "null", "networkPolicy.metricsFrom": "null"}
+    )
+    for component in ("webhook", "sweeper"):
+        policy = find(closed, "NetworkPolicy", f"{FULLNAME}-{component}")
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        assert ingress_ports(policy) == {}
+    ha = render(values=[CI_VALUES["ha"]])
+    sweeper = ingress_ports(find(ha, "NetworkPolicy", f"{FULLNAME}-sweeper"))
+    assert sweeper["metrics"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
 
 
 def test_the_pre_delete_hook_removes_only_the_webhook_configurations():
