@@ -26,6 +26,7 @@ tests/e2e/test_outage_backfill.py asserts the correctness). Loopback only; it st
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import time
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=10.0)
     parser.add_argument("--expired", type=int, default=200)
     args = parser.parse_args()
+    logging.disable(logging.WARNING)  # one line per deferred delete would bury the figures
     print(
         f"{args.rate:g} Secrets/s for {args.seconds:g} s as a notebook; the admission server "
         f"and its workers SIGKILLed for {args.outage:g} s; {args.rounds} rounds per policy"
