@@ -786,3 +786,17 @@ def test_a_person_making_a_child_of_their_own_object_keeps_their_user_keys():
     assert result["metadata"]["annotations"][f"{P}/ttl-after-finished"] == "2h"
     result, _ = mutated(job, user=KNATIVE, inherited_owner=NOTEBOOK)
     assert result["metadata"]["annotations"][f"{P}/ttl-after-finished"] == "1h"
+
+
+def test_a_status_update_never_touches_spec():
+    old, _ = stamped(make_obj("Job", spec={}))
+    new = copy.deepcopy(old)
+    new["spec"] = {}
+    own_manifest(new)
+    mutation = plan_mutation(
+        policy=POLICY,
+        request=request(new, operation="UPDATE", old=old, sub_resource="status"),
+        now=NOW,
+    )
+    assert mutation.patch
+    assert all(op["path"].startswith("/metadata/") for op in mutation.patch)

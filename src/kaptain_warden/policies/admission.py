@@ -570,7 +570,8 @@ def _plan_update(policy: Policy, request: AdmissionRequest) -> _Plan:
             wanted_annotations[keys.expires_at] = format_time(created + ttl)
             why[keys.expires_at] = f"{keys.created_at} + the new {keys.ttl}"
     native: tuple[dict[str, Any], ...] = ()
-    if rule is not None and isinstance(request.old_obj, Mapping):
+    # A status update cannot change spec: only a main-resource update moves a native TTL.
+    if rule is not None and isinstance(request.old_obj, Mapping) and not request.sub_resource:
         assert request.obj is not None  # checked by _skip_reason
         native = _native_follows(
             request.old_obj,
