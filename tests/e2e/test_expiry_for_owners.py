@@ -417,7 +417,17 @@ def test_ls_shows_a_notebook_what_it_owns_soonest_first(
     ).stdout
     assert others.strip() == "(nothing governed matches)"
     table = warden_cli("ls", kubeconfig=notebook, policy=policy_path).stdout.splitlines()
-    assert table[0].split() == ["KIND", "NAME", "OWNER", "RULE", "STATE", "EXPIRES", "REASON"]
+    assert table[0].split() == [
+        "KIND",
+        "NAME",
+        "OWNER",
+        "NOTEBOOK",
+        "PERSON",
+        "RULE",
+        "STATE",
+        "EXPIRES",
+        "REASON",
+    ]
     assert [line.split()[1] for line in table[1:]] == ["s3-due", "s3-soon", "s3-later", "s3-kept"]
     # Nothing was written: ls is the sweeper's dry run.
     assert warning_events(kube_admin, namespace) == Counter()

@@ -373,6 +373,8 @@ def test_the_table_has_a_header_and_the_evaluation_time_when_chosen():
         "NAME",
         "RULE",
         "OWNER",
+        "NOTEBOOK",
+        "PERSON",
         "ACTION",
         "EXPIRES",
         "REASON",

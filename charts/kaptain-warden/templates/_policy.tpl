@@ -163,6 +163,21 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* Rules that expire objects whose creator Pod is gone write creator-gone-at on their kinds, and list Pods. */ -}}
+{{- range $rule := .Values.policy.rules -}}
+{{- if $rule.expireWhenCreatorGone -}}
+{{- range $rule.match.kinds -}}
+{{- $kind := . -}}
+{{- range $kinds -}}
+{{- if and (eq (printf "%s/%s" .group .version | trimPrefix "/") $kind.apiVersion) (eq .kind $kind.kind) -}}
+{{- $key := printf "%s %s" .group .resource -}}
+{{- $_ := set $verbs $key (append (get $verbs $key | default list) "patch") -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $verbs " pods" (append (get $verbs " pods" | default list) "list") -}}
+{{- end -}}
+{{- end -}}
 {{- if $hasSecrets -}}
 {{- /* A Secret a live workload still references is never deleted. */ -}}
 {{- range (.Files.Get "files/secret-holders.yaml" | fromYamlArray) -}}

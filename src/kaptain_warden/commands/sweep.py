@@ -40,6 +40,8 @@ examples:
   # what will go by Monday morning, as JSON for other tools
   kaptain-warden sweep --dry-run --at 2025-06-02T08:00:00Z --output json
   kaptain-warden sweep --dry-run --at +72h --namespace team-a
+  # what one notebook left behind, and when it goes
+  kaptain-warden sweep --dry-run --notebook alice-nb --namespace team-a
 
 exit status: 0 the pass completed; 1 the policy or the kubeconfig cannot be used; 2 bad
 options; 3 the API server could not be reached (nothing deleted) or some kind could not be
@@ -150,6 +152,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="with --dry-run: evaluate as if the clock read TIME, an RFC 3339 instant "
         "(2025-06-02T08:00:00Z) or a duration from now (+72h)",
+    )
+    sweep.add_argument(
+        "--notebook",
+        metavar="NAME",
+        default=None,
+        help="report only the objects made from this Kubeflow notebook (their "
+        "warden.kaptain.io/notebook); the pass itself is unchanged, so pair it with --dry-run "
+        "to preview one notebook's objects",
     )
     sweep.set_defaults(run=_run_sweep, parser=sweep)
 
@@ -342,7 +352,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
         )
         report = _sweeper(policy, settings, api).run_once(now=at or now)
     render = render_json if args.output == "json" else render_table
-    print(render(report.entries, evaluated_at=at))
+    entries = report.entries
+    if args.notebook is not None:
+        entries = [e for e in entries if e.notebook == args.notebook]
+    print(render(entries, evaluated_at=at))
     if report.deletion.stopped:
         print(f"kaptain-warden sweep: stopped early: {report.deletion.stopped}", file=sys.stderr)
     if not report.complete:

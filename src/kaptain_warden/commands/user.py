@@ -187,7 +187,18 @@ def _run_ls(args: argparse.Namespace) -> int:
 def _render_json(entries: list[ReportEntry]) -> str:
     import orjson
 
-    keys = ("apiVersion", "kind", "namespace", "name", "owner", "rule", "state", "expiresAt")
+    keys = (
+        "apiVersion",
+        "kind",
+        "namespace",
+        "name",
+        "owner",
+        "notebook",
+        "profileOwner",
+        "rule",
+        "state",
+        "expiresAt",
+    )
     rows = []
     for entry in entries:
         full = entry.to_json()
@@ -211,12 +222,14 @@ def _render_table(entries: list[ReportEntry], now: datetime) -> str:
             else (f"{format_time(entry.expires_at)} (in {span})")
         )
 
-    columns = ("KIND", "NAME", "OWNER", "RULE", "STATE", "EXPIRES", "REASON")
+    columns = ("KIND", "NAME", "OWNER", "NOTEBOOK", "PERSON", "RULE", "STATE", "EXPIRES", "REASON")
     rows = [
         (
             e.kind,
             e.name,
             e.owner or "-",
+            e.notebook or "-",
+            e.person or "-",
             e.rule or "-",
             e.state or "-",
             when(e),

@@ -24,7 +24,8 @@ def sweeper_cluster_rules(
     - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
       only with backfill (it stamps objects, and reads parents for their owner), never `get`
       on Secrets; `patch` on the kinds of rules that warn before expiry (`warnBefore` not
-      `0`: it writes `warned-at`);
+      `0`: it writes `warned-at`) and of rules with `expireWhenCreatorGone` (it writes
+      `creator-gone-at`), and then `list` on pods (metadata only: is the creator there?);
     - Knative Revisions governed: `get` on Configurations and both InferenceService groups
       (latest ready revision, status components);
     - Secrets governed: `list` on the kinds that can hold a Secret (pods, ServiceAccounts,
@@ -49,6 +50,10 @@ def sweeper_cluster_rules(
         if rule.warn_before is None or rule.warn_before > timedelta(0):
             for kind in rule.match.kinds:
                 verbs[(kind.group, kind.resource)].add("patch")
+        if rule.expire_when_creator_gone is not None:
+            for kind in rule.match.kinds:
+                verbs[(kind.group, kind.resource)].add("patch")
+            verbs[("", "pods")].add("list")
     if any(k.group == _KNATIVE and k.kind == "Revision" for k in kinds):
         verbs[(_KNATIVE, "configurations")].add("get")
         for group in _ISVC_GROUPS:

@@ -17,7 +17,7 @@ from kaptain_warden.policies.durations import (
 from kaptain_warden.policies.evaluate import is_excluded_namespace
 from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_GROUP
-from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.retention import RetentionSettings, RevisionVerdict
 from kaptain_warden.policies.timestamps import format_time, parse_time
@@ -27,6 +27,7 @@ __all__ = [
     "Cause",
     "Decision",
     "RevisionHold",
+    "creator_to_check",
     "decide",
     "hold",
     "is_revision",
@@ -35,8 +36,9 @@ __all__ = [
 ]
 
 Action = Literal["delete", "keep"]
-#: Which clock sent an object away: `expires-at`, `ttl-after-finished`, or revision retention.
-Cause = Literal["ttl", "ttl-after-finished", "retention"]
+#: Which clock sent an object away: `expires-at`, `ttl-after-finished`, revision retention, or
+#: `expireWhenCreatorGone`.
+Cause = Literal["ttl", "ttl-after-finished", "retention", "creator-gone"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def decide(
     policy: Policy,
     now: datetime,
     retention: RevisionVerdict | RevisionHold | None = None,
+    creator_missing_since: datetime | None = None,
 ) -> Decision:
     """Decide whether a listed object is due for deletion at `now`.
 
@@ -126,6 +129,10 @@ def decide(
     4. Revisions: `retention` is the plan for this revision (`RevisionHold` when it could not be
        planned, which keeps it). A revision Knative protects, or one retention could not read,
        is kept even when a TTL ran out; otherwise retention's `delete` also sends it away.
+    5. `expireWhenCreatorGone`: an object with a `created-by-pod-uid` is due that long after its
+       creator Pod went, counted from `creator-gone-at` (when a sweeper first saw it gone), or
+       else from `creator_missing_since` (the sweeper sees it gone now and records that
+       instant). A Pod uid never comes back, so once gone, gone for good.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
@@ -163,6 +170,11 @@ def decide(
     clocks = _clocks(obj, annotations, policy, now)
     if isinstance(clocks, str):
         return Decision("keep", clocks, kept=True)
+    creator = _creator_clock(rule, annotations, policy, now, creator_missing_since)
+    if isinstance(creator, str):
+        return Decision("keep", creator, kept=True)
+    if creator is not None:
+        clocks.append(creator)
 
     revision_veto: str | None = None
     if is_revision(obj):
@@ -275,6 +287,68 @@ def _clocks(
                     )
                 )
     return clocks
+
+
+def creator_to_check(obj: Mapping[str, Any], policy: Policy) -> str | None:
+    """The creator Pod uid the sweeper must look for before deciding `obj`: set when its rule
+    has `expireWhenCreatorGone` and no sweeper has yet recorded the creator gone."""
+    meta = metadata_of(obj)
+    annotations = string_map(meta.get("annotations"))
+    rule_id = string_map(meta.get("labels")).get(policy.keys.rule)
+    rule = policy.rule_by_id(rule_id) if rule_id else None
+    if rule is None or rule.expire_when_creator_gone is None:
+        return None
+    if policy.keys.creator_gone_at in annotations:
+        return None
+    return annotations.get(policy.keys.created_by_pod_uid) or None
+
+
+def _creator_gone_since(
+    annotations: Mapping[str, str], policy: Policy, missing_since: datetime | None
+) -> datetime | str | None:
+    """Since when the object's creator Pod is gone: its `creator-gone-at`, else
+    `missing_since`; None when not known to be gone; a string when the annotation is
+    unreadable."""
+    raw = annotations.get(policy.keys.creator_gone_at)
+    if raw is None:
+        return missing_since
+    parsed = parse_time(raw)
+    return (
+        parsed if parsed is not None else f"kept: unreadable {policy.keys.creator_gone_at}={raw!r}"
+    )
+
+
+def _creator_clock(
+    rule: Rule,
+    annotations: Mapping[str, str],
+    policy: Policy,
+    now: datetime,
+    missing_since: datetime | None,
+) -> _Clock | str | None:
+    keys = policy.keys
+    grace = rule.expire_when_creator_gone
+    if grace is None or not annotations.get(keys.created_by_pod_uid):
+        return None
+    since = _creator_gone_since(annotations, policy, missing_since)
+    if since is None or isinstance(since, str):
+        return since
+    pod = annotations.get(keys.created_by_pod) or annotations[keys.created_by_pod_uid]
+    deadline = since + grace
+    gone = f"creator Pod {pod} gone since {format_time(since)}"
+    if deadline <= now:
+        return _Clock(
+            "creator-gone",
+            True,
+            deadline,
+            f"{gone}; expireWhenCreatorGone={format_duration(grace)} ran out {_at(deadline, now)}",
+        )
+    return _Clock(
+        "creator-gone",
+        False,
+        deadline,
+        f"{gone}; deleted {format_duration(grace)} after, {_at(deadline, now)}",
+        grace,
+    )
 
 
 def _retention_clock(

@@ -166,6 +166,11 @@ def _message(
             f" To keep this revision, annotate it {KNATIVE_NO_GC}=true "
             f"(kubectl annotate revision {name} -n {namespace} {KNATIVE_NO_GC}=true)."
         )
+    elif decision.cause == "creator-gone":
+        how = (
+            " The notebook Pod that created it is gone (expireWhenCreatorGone); a TTL does not"
+            " hold it back."
+        )
     elif decision.cause == "ttl-after-finished":
         how = (
             f" To extend it, set {keys.ttl_after_finished} (counted from completion) up to "

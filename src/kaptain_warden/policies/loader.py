@@ -186,6 +186,9 @@ class _Builder:
             if raw.get("warnBefore") == "0"
             else self.duration(raw.get("warnBefore"), [*path, "warnBefore"])
         )
+        creator_gone = self.duration(
+            raw.get("expireWhenCreatorGone"), [*path, "expireWhenCreatorGone"]
+        )
         match = self.match(raw["match"], [*path, "match"])
         retention = self.retention(raw.get("retention"), [*path, "retention"])
         if retention is not None and not all(k.kind == "Revision" for k in match.kinds):
@@ -207,6 +210,7 @@ class _Builder:
             retention=retention,
             backfill=raw.get("backfill", "attributed"),
             warn_before=warn_before,
+            expire_when_creator_gone=creator_gone,
         )
 
     def build(self, source: str) -> Policy:

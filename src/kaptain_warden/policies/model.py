@@ -112,6 +112,8 @@ class Rule:
     # How long before its expiry an object's owner is warned (an Event, once). None: the
     # default, the smaller of 2h and a quarter of the object's TTL; zero: never warned.
     warn_before: timedelta | None = None
+    # Due once the creator Pod (`created-by-pod-uid`) has been gone this long.
+    expire_when_creator_gone: timedelta | None = None
 
     def governs_kind(self, api_version: str, kind: str) -> bool:
         """True when this rule's match names apiVersion/kind."""

@@ -32,6 +32,7 @@ _EVENT_REASONS: dict[Cause | None, str] = {
     "ttl": "Expired",
     "ttl-after-finished": "ExpiredAfterFinished",
     "retention": "RevisionRetention",
+    "creator-gone": "CreatorGone",
     None: "Expired",
 }
 # Statuses worth retrying later: the API server is overloaded or unwell (429, 5xx).
@@ -205,8 +206,15 @@ class Deleter:
             action="Delete",
             reason=_EVENT_REASONS[candidate.cause],
             note=f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
-            f"{entry.owner}): {entry.reason}",
+            f"{entry.owner}{_provenance(entry)}): {entry.reason}",
         )
+
+
+def _provenance(entry: ReportEntry) -> str:
+    """`, notebook N, person P` for what provenance the object carried."""
+    parts = [f"notebook {entry.notebook}"] if entry.notebook else []
+    parts += [f"person {entry.person}"] if entry.person else []
+    return "".join(f", {p}" for p in parts)
 
 
 def run_deletions(

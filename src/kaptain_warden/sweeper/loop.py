@@ -15,6 +15,7 @@ from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.expiry import (
     Decision,
+    creator_to_check,
     decide,
     hold,
     is_revision,
@@ -24,10 +25,12 @@ from kaptain_warden.policies.expiry import (
 from kaptain_warden.policies.expiry_warnings import expiry_warning, state_of
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import Policy
+from kaptain_warden.policies.objects import string_map
 from kaptain_warden.policies.secret_refs import holders_reason
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver, backfill
+from kaptain_warden.sweeper.creators import LivePods, find_live_pods, record_creator_gone
 from kaptain_warden.sweeper.deleter import Candidate, Deleter, DeletionSummary, run_deletions
 from kaptain_warden.sweeper.in_use import find_secret_holders
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
@@ -147,16 +150,31 @@ class Sweeper:
             if revisions
             else {}
         )
+        live = self._live_creators(listed, report)
+        # When the sweeper saw a creator gone: now, or the wall clock when previewing a later
+        # instant (--at): a Pod cannot have been seen gone after it was looked for.
+        seen = min(now, datetime.now(UTC))
         decided: list[tuple[KnownKind, dict[str, Any], Decision]] = []
+        newly_gone: set[int] = set()
         for kind, obj in listed:
-            decided.append((kind, obj, self._decide(obj, plan, now)))
+            uid = creator_to_check(obj, self.policy)
+            namespace = str((obj.get("metadata") or {}).get("namespace", ""))
+            missing = uid is not None and live.missing(namespace, uid)
+            if missing:
+                newly_gone.add(id(obj))
+            decision = self._decide(obj, plan, now, seen if missing else None)
+            decided.append((kind, obj, decision))
         decided = self._protect_secrets_in_use(decided, report)
 
         candidates: list[Candidate] = []
         warnings: list[Due] = []
+        gone: list[tuple[KnownKind, ReportEntry, str]] = []
         for kind, obj, decision in decided:
             entry = _entry(kind, obj, decision, self.policy, now)
             report.entries.append(entry)
+            if id(obj) in newly_gone and decision.action == "keep":
+                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                gone.append((kind, entry, version))
             if decision.action == "delete":
                 candidates.append(Candidate(entry=entry, kind=kind, cause=decision.cause))
             elif warning := expiry_warning(obj=obj, policy=self.policy, decision=decision, now=now):
@@ -167,6 +185,7 @@ class Sweeper:
 
         if after_decisions is not None:
             after_decisions(report.entries)
+        self._record_gone(gone, guard=guard, seen=seen)
         report.warned = self._warn(warnings, guard=guard, now=now)
         # Most overdue first, so a spent budget leaves the freshest for the next pass.
         candidates.sort(
@@ -273,7 +292,53 @@ class Sweeper:
             logger.info("%s is served again", name, extra={"apiVersion": kind.api_version})
         return objects
 
-    def _decide(self, obj: Mapping[str, Any], plan: Mapping[Any, Any], now: datetime) -> Decision:
+    def _live_creators(
+        self, listed: Sequence[tuple[KnownKind, dict[str, Any]]], report: CycleReport
+    ) -> LivePods:
+        """The Pods of the namespaces where some object waits for its creator to go."""
+        namespaces = {
+            str((obj.get("metadata") or {}).get("namespace", ""))
+            for _, obj in listed
+            if creator_to_check(obj, self.policy) is not None
+        }
+        if not namespaces:
+            return LivePods()
+        live = find_live_pods(self.api, namespaces=namespaces, page_size=self.settings.page_size)
+        report.errors += live.unreadable.values()
+        return live
+
+    def _record_gone(
+        self,
+        gone: Sequence[tuple[KnownKind, ReportEntry, str]],
+        *,
+        guard: Guard | None,
+        seen: datetime,
+    ) -> None:
+        """Record `creator-gone-at` on objects whose creator this pass first saw gone."""
+        if not gone:
+            return
+        stopped = guard() if guard is not None else None
+        if stopped is not None:
+            logger.info("creator-gone-at not recorded this pass: %s", stopped)
+            return
+        for kind, entry, version in gone:
+            record_creator_gone(
+                self.api,
+                kind=kind,
+                entry=entry,
+                resource_version=version,
+                keys=self.policy.keys,
+                seen=seen,
+                dry_run=self.settings.dry_run,
+            )
+
+    def _decide(
+        self,
+        obj: Mapping[str, Any],
+        plan: Mapping[Any, Any],
+        now: datetime,
+        creator_missing_since: datetime | None = None,
+    ) -> Decision:
         meta = obj.get("metadata") or {}
         try:
             retention = (
@@ -281,7 +346,13 @@ class Sweeper:
                 if is_revision(obj)
                 else None
             )
-            return decide(obj=obj, policy=self.policy, now=now, retention=retention)
+            return decide(
+                obj=obj,
+                policy=self.policy,
+                now=now,
+                retention=retention,
+                creator_missing_since=creator_missing_since,
+            )
         except Exception as exc:  # one bad object never stops a pass
             logger.exception(
                 "could not decide; keeping it",
@@ -413,6 +484,7 @@ def _entry(
     kind: KnownKind, obj: Mapping[str, Any], decision: Decision, policy: Policy, now: datetime
 ) -> ReportEntry:
     meta = obj.get("metadata") or {}
+    annotations = string_map(meta.get("annotations"))
     return ReportEntry(
         api_version=kind.api_version,
         kind=kind.kind,
@@ -425,6 +497,8 @@ def _entry(
         reason=decision.reason,
         expires_at=decision.expires_at,
         state=state_of(obj=obj, policy=policy, decision=decision, now=now),
+        notebook=annotations.get(policy.keys.notebook),
+        person=annotations.get(policy.keys.profile_owner),
     )
 
 

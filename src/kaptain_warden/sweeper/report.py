@@ -45,6 +45,9 @@ class ReportEntry:
     outcome: Outcome | None = None
     detail: str = ""
     state: State | None = None
+    # Provenance: the notebook that made it, and the person (the Profile's owner).
+    notebook: str | None = None
+    person: str | None = None
 
     def to_json(self, *, evaluated_at: datetime | None = None) -> dict[str, Any]:
         """The public JSON form; field names are a contract other tools rely on."""
@@ -61,6 +64,8 @@ class ReportEntry:
             "expiresAt": format_time(self.expires_at) if self.expires_at else None,
             "outcome": self.outcome,
             "state": self.state,
+            "notebook": self.notebook,
+            "profileOwner": self.person,
         }
         if self.detail:
             entry["detail"] = self.detail
@@ -76,7 +81,18 @@ def render_json(entries: Sequence[ReportEntry], *, evaluated_at: datetime | None
     ).decode()
 
 
-_COLUMNS = ("NAMESPACE", "KIND", "NAME", "RULE", "OWNER", "ACTION", "EXPIRES", "REASON")
+_COLUMNS = (
+    "NAMESPACE",
+    "KIND",
+    "NAME",
+    "RULE",
+    "OWNER",
+    "NOTEBOOK",
+    "PERSON",
+    "ACTION",
+    "EXPIRES",
+    "REASON",
+)
 
 
 def render_table(entries: Sequence[ReportEntry], *, evaluated_at: datetime | None = None) -> str:
@@ -88,6 +104,8 @@ def render_table(entries: Sequence[ReportEntry], *, evaluated_at: datetime | Non
             e.name,
             e.rule or "-",
             e.owner or "-",
+            e.notebook or "-",
+            e.person or "-",
             e.action if e.outcome is None else f"{e.action} ({e.outcome})",
             format_time(e.expires_at) if e.expires_at else "-",
             e.reason + (f" [{e.detail}]" if e.detail else ""),
