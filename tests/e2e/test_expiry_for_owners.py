@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,11 @@ from kaptain_warden.install.rbac import sweeper_cluster_rules
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 from polling import eventually
-from sweeper_kit import log_lines, policy_document
+from sweeper_kit import log_lines, policy_document, sweeper
 from tokens import service_account_kubeconfig
 
 pytestmark = pytest.mark.e2e
@@ -431,6 +432,22 @@ def test_ls_shows_a_notebook_what_it_owns_soonest_first(
     assert [line.split()[1] for line in table[1:]] == ["s3-due", "s3-soon", "s3-later", "s3-kept"]
     # Nothing was written: ls is the sweeper's dry run.
     assert warning_events(kube_admin, namespace) == Counter()
+
+    # The gauges count the same states, per namespace and rule, with no per-object label.
+    metrics = SweeperMetrics()
+    sweeper(kube_admin, load_policy(policy_path), namespace, metrics, dry_run=True).run_once(
+        now=datetime.now(UTC)
+    )
+    samples = {
+        (s.labels["namespace"], s.labels["rule"], s.labels["state"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "kaptain_warden_sweeper_objects"
+        for s in family.samples
+    }
+    assert samples == {
+        (namespace, "credentials-secrets", state): 1.0
+        for state in ("due", "expiring", "live", "kept")
+    }
 
 
 def test_extend_refuses_above_max_ttl_with_the_webhooks_own_message(
