@@ -340,6 +340,45 @@ def notebook_namespace(control_plane, kube_admin, tmp_path) -> tuple[str, Path]:
     return namespace, kubeconfig
 
 
+def read_only_kubeconfig(
+    control_plane: ControlPlane, kube_admin: k8s.ApiClient, namespace: str, tmp_path: Path
+) -> Path:
+    """A ServiceAccount token whose only rights are get and list in `namespace`."""
+    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "viewer"},
+            "rules": [
+                {
+                    "apiGroups": [
+                        "",
+                        "apps",
+                        "batch",
+                        "kubeflow.org",
+                        "serving.kubeflow.org",
+                        "serving.kserve.io",
+                        "serving.knative.dev",
+                    ],
+                    "resources": ["*"],
+                    "verbs": ["get", "list"],
+                }
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "viewer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+        },
+    )
+    return service_account_kubeconfig(
+        control_plane, kube_admin, namespace=namespace, name="viewer", path=tmp_path / "viewer"
+    )
+
+
 def warden_cli(
     *args: str, kubeconfig: Path, policy: Path, expect: int | None = 0
 ) -> subprocess.CompletedProcess[str]:
@@ -430,6 +469,16 @@ def test_ls_shows_a_notebook_what_it_owns_soonest_first(
         "REASON",
     ]
     assert [line.split()[1] for line in table[1:]] == ["s3-due", "s3-soon", "s3-later", "s3-kept"]
+    # Read rights in the namespace are all it takes: a ServiceAccount that may only get and
+    # list sees the same.
+    viewer = read_only_kubeconfig(control_plane, kube_admin, namespace, tmp_path)
+    viewed = json.loads(
+        warden_cli("ls", "-o", "json", kubeconfig=viewer, policy=policy_path).stdout
+    )
+    # (Reasons say "18s ago": compare everything else.)
+    assert [{k: v for k, v in e.items() if k != "reason"} for e in viewed] == [
+        {k: v for k, v in e.items() if k != "reason"} for e in listed
+    ]
     # Nothing was written: ls is the sweeper's dry run.
     assert warning_events(kube_admin, namespace) == Counter()
 
