@@ -222,6 +222,7 @@ def test_the_stamp_counts_from_now_whatever_the_object_claims():
             f"{P}/created-at": "2020-01-01T00:00:00Z",
             f"{P}/expires-at": "2020-01-02T00:00:00Z",
             f"{P}/owner": "mallory",
+            f"{P}/warned-at": "2020-01-01T00:00:00Z",  # would silence the expiry warning
             f"{P}/ttl": "2h",  # a user key within maxTtl: honoured
         },
     )
@@ -245,6 +246,8 @@ def test_the_stamp_counts_from_now_whatever_the_object_claims():
             f"{P}/rule": "credentials-secrets",
         }
     assert sent["forged"]["metadata"]["resourceVersion"] == "7"
+    assert sent["forged"]["metadata"]["annotations"][f"{P}/warned-at"] is None  # removed
+    assert f"{P}/warned-at" not in sent["plain"]["metadata"]["annotations"]
     # The answer comes back as metadata only: a Secret's data never reaches the sweeper.
     assert {kw["accept"] for m, p, kw in api.calls if m == "PATCH"} == {METADATA_ONLY}
 

@@ -315,7 +315,10 @@ def _stamp(
         now=now,
     )
     patch_labels = stamp.labels
-    patch_annotations = {**stamp.annotations, keys.backfilled_at: format_time(now)}
+    # Other system keys the object carries were not written by the warden: removed (null in
+    # a merge patch), so e.g. a forged warned-at cannot silence the expiry warning.
+    forged: dict[str, str | None] = {k: None for k in annotations if k in keys.system_annotations}
+    patch_annotations = {**forged, **stamp.annotations, keys.backfilled_at: format_time(now)}
     fields = {
         "apiVersion": kind.api_version,
         "kind": kind.kind,
