@@ -180,14 +180,6 @@ def test_every_sdk_kind_is_stamped_as_the_policy_says(
         assert value == {"1h": 3600, "7d": 604800}[after]
 
 
-def test_legacy_tf_operator_shape_gets_native_ttl_under_spec(notebook, profile):
-    legacy = body("TFJob", "legacy")
-    legacy["spec"]["cleanPodPolicy"] = "Running"
-    created = create(notebook, "TFJob", profile, legacy)
-    assert created["spec"]["ttlSecondsAfterFinished"] == 604800
-    assert "runPolicy" not in created["spec"]
-
-
 def test_a_forged_owner_is_replaced_and_kubectl_prints_the_warning(
     control_plane, warden, profile, tmp_path
 ):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import collections
 import contextlib
 import datetime as dt
 import http.client
@@ -37,7 +36,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,9 +55,15 @@ from kaptain_warden.certs.pki import (
     build_certificate,
     generate_private_key,
 )
+from kaptain_warden.testing.assets import (
+    TEST_ASSETS_RELATIVE,
+    AssetsNotFoundError,
+    find_test_assets_script,
+    run_test_assets,
+)
+from kaptain_warden.testing.upstream import default_crd_files, find_upstream, load_yaml_documents
 
 __all__ = [
-    "CRD_DIR",
     "DEFAULT_CONTROLLERS",
     "SERVICE_CLUSTER_IP_RANGE",
     "Binaries",
@@ -76,8 +80,6 @@ __all__ = [
     "run_test_assets",
 ]
 
-#: The test CRDs shipped with this package (see the comment at the top of each file).
-CRD_DIR: Final = Path(__file__).with_name("crds")
 SERVICE_CLUSTER_IP_RANGE: Final = "10.0.0.0/24"
 #: The first address of the service range: the `kubernetes` Service's ClusterIP.
 _KUBERNETES_SERVICE_IP: Final = "10.0.0.1"
@@ -102,7 +104,6 @@ _ASSET_VARIABLES: Final = {
     "kubectl": "TEST_ASSET_KUBECTL",
     "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
 }
-_TEST_ASSETS_RELATIVE: Final = Path("hack") / "test-assets"
 _POLL_INTERVAL: Final = 0.05
 _LOG_TAIL_LINES: Final = 25
 _START_ATTEMPTS: Final = 3
@@ -114,7 +115,7 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be started or stopped, or a component misbehaved."""
 
 
-class BinariesNotFoundError(ControlPlaneError):
+class BinariesNotFoundError(ControlPlaneError, AssetsNotFoundError):
     """The control-plane binaries are neither configured nor obtainable with hack/test-assets."""
 
 
@@ -141,73 +142,6 @@ class Binaries:
 
 def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
-
-
-def find_test_assets_script(*starts: Path) -> Path | None:
-    """The `hack/test-assets` script of the kaptain-warden checkout, or None.
-
-    Looks in each directory above `starts` (default: this module's location, then the current
-    directory), so it is found from a source checkout or an editable install.
-    """
-    roots = starts or (Path(__file__).resolve().parent, Path.cwd())
-    for root in roots:
-        for directory in (root, *root.parents):
-            candidate = directory / _TEST_ASSETS_RELATIVE
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def run_test_assets(script: Path, *, environ: Mapping[str, str] | None = None) -> Path:
-    """Run `hack/test-assets` (which builds the binaries the first time) and return its directory.
-
-    The script's progress (stderr) is passed through to our stderr as it comes, so a first
-    build that takes tens of minutes is visibly busy; its last stdout line is the directory.
-    """
-    process = subprocess.Popen(
-        [str(script)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ if environ is None else environ),
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    stderr_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
-
-    def tee(stream: IO[str]) -> None:
-        for line in stream:
-            stderr_tail.append(line.rstrip("\n"))
-            sys.stderr.write(line)
-
-    tee_thread = threading.Thread(target=tee, args=(process.stderr,), daemon=True)
-    tee_thread.start()
-    try:
-        stdout = process.stdout.read()
-        returncode = process.wait()
-    except BaseException:
-        # Interrupted (KeyboardInterrupt, pytest timeout): don't leave a Go build behind.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
-    tee_thread.join(timeout=5)
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-    if returncode != 0 or not lines:
-        tail = "\n".join(stderr_tail)
-        raise BinariesNotFoundError(
-            f"{script} exited with code {returncode} without providing the control-plane "
-            f"binaries; last lines of its output:\n{tail}\n"
-            f"{_HOW_TO_GET_BINARIES}"
-        )
-    directory = Path(lines[-1])
-    if not directory.is_dir():
-        raise BinariesNotFoundError(
-            f"{script} printed {directory!s} as its last line, which is not a directory"
-        )
-    return directory
 
 
 def kubernetes_version(binary: Path) -> tuple[int, int, int]:
@@ -290,12 +224,15 @@ def find_binaries(
         if script is None:
             raise BinariesNotFoundError(
                 f"missing control-plane binaries: {', '.join(missing)} ({looked_at}), and no "
-                f"{_TEST_ASSETS_RELATIVE} was found above {Path(__file__).parent} or {Path.cwd()}. "
+                f"{TEST_ASSETS_RELATIVE} was found above {Path(__file__).parent} or {Path.cwd()}. "
                 f"{_HOW_TO_GET_BINARIES}"
             )
         if not _is_executable(script):
             raise BinariesNotFoundError(f"{script} is not an executable file")
-        directory = run_test_assets(script, environ=env)
+        try:
+            directory = run_test_assets(script, environ=env)
+        except AssetsNotFoundError as error:
+            raise BinariesNotFoundError(f"{error}\n{_HOW_TO_GET_BINARIES}") from error
         for name in missing:
             path = directory / name
             if not _is_executable(path):
@@ -618,24 +555,29 @@ class _ImpersonatingPoolManager:
 # --------------------------------------------------------------------------------------------
 
 
-def crd_documents(crd_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Every CustomResourceDefinition in the YAML files of `crd_dir` (default: the test CRDs)."""
-    directory = CRD_DIR if crd_dir is None else crd_dir
+def crd_documents(source: Path | Iterable[Path] | None = None) -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition in `source`: a directory (its `*.yaml` files), YAML files,
+    or by default the test CRDs (`default_crd_files()`: the upstream ones and the KFServing one)."""
+    if source is None:
+        paths = default_crd_files(find_upstream())
+    elif isinstance(source, Path):
+        paths = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+    else:
+        paths = list(source)
     documents: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.yaml")):
-        with path.open(encoding="utf-8") as stream:
-            try:
-                loaded = list(yaml.safe_load_all(stream))
-            except yaml.YAMLError as error:
-                raise ControlPlaneError(f"{path} is not valid YAML: {error}") from error
-            for document in loaded:
-                if not document:
-                    continue
-                if document.get("kind") != "CustomResourceDefinition":
-                    raise ControlPlaneError(f"{path} holds a {document.get('kind')}, not a CRD")
-                documents.append(document)
+    for path in paths:
+        try:
+            loaded = list(load_yaml_documents(path))
+        except yaml.YAMLError as error:
+            raise ControlPlaneError(f"{path} is not valid YAML: {error}") from error
+        for document in loaded:
+            if not document:
+                continue
+            if document.get("kind") != "CustomResourceDefinition":
+                raise ControlPlaneError(f"{path} holds a {document.get('kind')}, not a CRD")
+            documents.append(document)
     if not documents:
-        raise ControlPlaneError(f"no CRD YAML files in {directory}")
+        raise ControlPlaneError(f"no CRDs in {source}")
     return documents
 
 
@@ -656,10 +598,11 @@ def _condition(crd: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 def install_crds(
     api_client: k8s.ApiClient,
     *,
-    crd_dir: Path | None = None,
+    crd_dir: Path | Iterable[Path] | None = None,
     timeout: float = 60.0,
 ) -> list[str]:
-    """Create (or replace) every CRD in `crd_dir` and wait until each is served.
+    """Create (or replace) every CRD of `crd_dir` (see `crd_documents`) and wait until each is
+    served.
 
     "Served" means the `Established` condition is True and API discovery lists the plural for
     every served version, so clients that discover resources (kubectl, the dynamic client, the
@@ -770,8 +713,9 @@ class ControlPlane:
 
     Args:
         controller_manager: also run kube-controller-manager with `controllers`.
-        crds: install the test CRDs (`CRD_DIR`) during `start`, before the controller manager
-            starts, so its garbage collector knows them from the beginning.
+        crds: install CRDs during `start`, before the controller manager starts (so its
+            garbage collector knows them from the beginning): True for the test CRDs
+            (`default_crd_files()`: the upstream ones and the KFServing one), or these YAML files.
         binaries: use these instead of `find_binaries()`.
         test_assets_script: the `hack/test-assets` to run when binaries are missing.
         start_timeout: seconds each component may take to become ready.
@@ -785,7 +729,7 @@ class ControlPlane:
         self,
         *,
         controller_manager: bool = False,
-        crds: bool = False,
+        crds: bool | Sequence[Path] = False,
         binaries: Binaries | None = None,
         test_assets_script: Path | None = None,
         start_timeout: float = 60.0,
@@ -796,7 +740,8 @@ class ControlPlane:
         keep_work_dir: bool = False,
     ) -> None:
         self._want_controller_manager = controller_manager
-        self._want_crds = crds
+        self._crds = crds
+        self._crd_files: list[Path] = []
         self._binaries = binaries
         self._test_assets_script = test_assets_script
         self._start_timeout = start_timeout
@@ -846,6 +791,14 @@ class ControlPlane:
                 "a controller manager was asked for, and the given Binaries have no "
                 "kube-controller-manager"
             )
+        if self._crds is True:
+            # May copy them out of their Go modules (hack/test-assets): not counted either.
+            try:
+                self._crd_files = default_crd_files(find_upstream())
+            except AssetsNotFoundError as error:
+                raise ControlPlaneError(str(error)) from error
+        elif self._crds:
+            self._crd_files = list(self._crds)
         self._state = "starting"
         began = time.monotonic()
         _LIVE.add(self)
@@ -882,9 +835,9 @@ class ControlPlane:
         self._write_credentials()
         self._start_etcd(etcd_peer_port)
         self._start_apiserver()
-        if self._want_crds:
+        if self._crd_files:
             with self.api_client() as api_client:
-                install_crds(api_client, timeout=self._start_timeout)
+                install_crds(api_client, crd_dir=self._crd_files, timeout=self._start_timeout)
         if self._want_controller_manager:
             self._start_controller_manager()
 
@@ -978,8 +931,10 @@ class ControlPlane:
             self._path("kubeconfig"), "admin", _certificate_credentials(admin)
         )
 
-    def _start_process(self, name: str, argv: Sequence[str]) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self._path(f"{name}.log"), cwd=self._work_dir)
+    def _start_process(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self._path(f"{name}.log"), env=env, cwd=self._work_dir)
         self._processes.append(process)
         process.start()
         if self._watchdog is not None:
@@ -1135,6 +1090,18 @@ class ControlPlane:
         except (OSError, http.client.HTTPException):
             return False
         return status == 200 and bool(json.loads(body).get("rules"))
+
+    def start_process(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        """Run a program beside the control plane (an upstream controller, say): in its own
+        process group, logging to `log_path(name)`, watched by `check()`, stopped (newest first)
+        by `stop()`, and killed by the watchdog if this Python process dies first."""
+        if self._state != "running":
+            raise ControlPlaneError(
+                f"start {name} on a running control plane (it is {self._state})"
+            )
+        return self._start_process(name, argv, env)
 
     # -- credentials and clients -------------------------------------------------------------
 
@@ -1367,7 +1334,9 @@ class ControlPlane:
 
     # -- CRDs --------------------------------------------------------------------------------
 
-    def install_crds(self, *, crd_dir: Path | None = None, timeout: float = 60.0) -> list[str]:
+    def install_crds(
+        self, *, crd_dir: Path | Iterable[Path] | None = None, timeout: float = 60.0
+    ) -> list[str]:
         """`install_crds` with an admin client for this control plane."""
         with self.api_client() as api_client:
             return install_crds(api_client, crd_dir=crd_dir, timeout=timeout)
