@@ -168,6 +168,8 @@ def body(api_version: str, kind: str, name: str, **kw: Any) -> dict[str, Any]:
         spec = {"containers": [container]}
     elif kind in ("Service", "Configuration"):
         spec = {"template": {"spec": {"containers": [container]}}}
+    elif kind == "InferenceService":  # the upstream CRDs require a predictor
+        spec = {"predictor": {"sklearn": {"storageUri": "s3://models/iris"}}}
     return {
         "apiVersion": api_version,
         "kind": kind,

@@ -107,7 +107,7 @@ def body(kind: str, name: str, **metadata: Any) -> dict[str, Any]:
             "apiVersion": "serving.knative.dev/v1",
             "kind": "Revision",
             "metadata": meta,
-            "spec": {},
+            "spec": {"containers": [{"image": "registry.example/model:1"}]},
         }
     raise AssertionError(kind)
 

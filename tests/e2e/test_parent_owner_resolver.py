@@ -38,7 +38,7 @@ def isvc(name: str, owner: str | None) -> dict:
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": metadata,
-        "spec": {},
+        "spec": {"predictor": {"sklearn": {"storageUri": "s3://models/mnist"}}},
     }
 
 
