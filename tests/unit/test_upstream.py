@@ -94,4 +94,3 @@ def test_a_missing_cache_names_the_command_to_run(tmp_path: Path) -> None:
     (cache / "example.com/crds@v1.0.0" / "extra.yaml").unlink()
     with pytest.raises(UpstreamNotFoundError, match=r"extra\.yaml"):
         UpstreamManifests.read(cache).crd_files(controllers=True)
-
