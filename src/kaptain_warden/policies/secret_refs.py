@@ -15,6 +15,7 @@ __all__ = [
     "holders_reason",
     "pod_spec_secret_names",
     "secret_references",
+    "volume_secret_references",
 ]
 
 
@@ -30,16 +31,31 @@ class HolderKind(ApiVersioned):
     kind: str
     resource: str
     template_paths: tuple[tuple[str, ...], ...]
+    # Paths to maps that are single containers (an InferenceService's framework specs).
+    container_paths: tuple[tuple[str, ...], ...] = ()
+    # Cluster-scoped (PersistentVolumes): listed once, their references name a namespace.
+    cluster_scoped: bool = False
 
 
 _TEMPLATE = (("spec", "template", "spec"),)
+# A Katib trial template is a whole manifest: a Job's pod template, or a training job's
+# replica templates (tfReplicaSpecs, pytorchReplicaSpecs, ...).
+_TRIAL = ("spec", "trialTemplate", "trialSpec", "spec")
+_TRIAL_TEMPLATES = ((*_TRIAL, "template", "spec"), (*_TRIAL, "*", "*", "template", "spec"))
+# An InferenceService component (predictor, transformer, explainer) is a PodSpec inline, and
+# its framework entry (sklearn, tensorflow, model, ...) a container.
+_ISVC_COMPONENTS = tuple(("spec", c) for c in ("predictor", "transformer", "explainer"))
+_ISVC_CONTAINERS = tuple((*c, "*") for c in _ISVC_COMPONENTS)
 
 #: What the sweeper reads before deleting a Secret: the kinds the Kaptain SDK and Kubernetes
-#: run pods from. Training jobs and Knative Configurations keep referencing a Secret while
-#: they have no pod (pending, scaled to zero), so their templates count too.
+#: run pods from. Controllers, training jobs, Katib Experiments, InferenceServices and Knative
+#: Configurations keep referencing a Secret while they have no pod (pending, scaled to zero),
+#: so their templates count whatever their replica count; PersistentVolumes name Secrets of
+#: any namespace for their CSI driver.
 HOLDER_KINDS: tuple[HolderKind, ...] = (
     HolderKind("v1", "Pod", "pods", (("spec",),)),
     HolderKind("v1", "ServiceAccount", "serviceaccounts", ()),
+    HolderKind("v1", "ReplicationController", "replicationcontrollers", _TEMPLATE),
     HolderKind("batch/v1", "Job", "jobs", _TEMPLATE),
     HolderKind(
         "batch/v1", "CronJob", "cronjobs", (("spec", "jobTemplate", "spec", "template", "spec"),)
@@ -57,7 +73,39 @@ HOLDER_KINDS: tuple[HolderKind, ...] = (
         "pytorchjobs",
         (("spec", "pytorchReplicaSpecs", "*", "template", "spec"),),
     ),
+    HolderKind("kubeflow.org/v1beta1", "Experiment", "experiments", _TRIAL_TEMPLATES),
+    HolderKind(
+        "serving.kserve.io/v1beta1",
+        "InferenceService",
+        "inferenceservices",
+        _ISVC_COMPONENTS,
+        _ISVC_CONTAINERS,
+    ),
+    HolderKind(
+        "serving.kubeflow.org/v1beta1",
+        "InferenceService",
+        "inferenceservices",
+        _ISVC_COMPONENTS,
+        _ISVC_CONTAINERS,
+    ),
     HolderKind("serving.knative.dev/v1", "Configuration", "configurations", _TEMPLATE),
+    HolderKind("v1", "PersistentVolume", "persistentvolumes", (), cluster_scoped=True),
+)
+
+# PersistentVolume sources whose SecretReference carries its own namespace.
+_PV_SECRET_REFS: tuple[tuple[str, str], ...] = (
+    ("csi", "nodePublishSecretRef"),
+    ("csi", "nodeStageSecretRef"),
+    ("csi", "nodeExpandSecretRef"),
+    ("csi", "controllerPublishSecretRef"),
+    ("csi", "controllerExpandSecretRef"),
+    ("cephfs", "secretRef"),
+    ("rbd", "secretRef"),
+    ("iscsi", "secretRef"),
+    ("flexVolume", "secretRef"),
+    ("scaleIO", "secretRef"),
+    ("storageos", "secretRef"),
+    ("cinder", "secretRef"),
 )
 
 # Volume sources that name a Secret in the pod's namespace, and the field holding its name
@@ -89,13 +137,9 @@ def pod_spec_secret_names(spec: Mapping[str, Any]) -> frozenset[str]:
     names: set[str] = set()
     for ref in _maps(spec.get("imagePullSecrets")):
         names.add(_str(ref.get("name")))
-    for list_name in _CONTAINER_LISTS:
-        for container in _maps(spec.get(list_name)):
-            for source in _maps(container.get("envFrom")):
-                names.add(_str(_map(source.get("secretRef")).get("name")))
-            for env in _maps(container.get("env")):
-                ref = _map(_map(env.get("valueFrom")).get("secretKeyRef"))
-                names.add(_str(ref.get("name")))
+    for container_list in _CONTAINER_LISTS:
+        for container in _maps(spec.get(container_list)):
+            names |= _container_secret_names(container)
     for volume in _maps(spec.get("volumes")):
         for volume_type, key, subkey in _VOLUME_SECRET_FIELDS:
             value = _map(volume.get(volume_type)).get(key)
@@ -104,6 +148,29 @@ def pod_spec_secret_names(spec: Mapping[str, Any]) -> frozenset[str]:
             names.add(_str(_map(projection.get("secret")).get("name")))
     names.discard("")
     return frozenset(names)
+
+
+def _container_secret_names(container: Mapping[str, Any]) -> set[str]:
+    names = set()
+    for source in _maps(container.get("envFrom")):
+        names.add(_str(_map(source.get("secretRef")).get("name")))
+    for env in _maps(container.get("env")):
+        names.add(_str(_map(_map(env.get("valueFrom")).get("secretKeyRef")).get("name")))
+    return names
+
+
+def volume_secret_references(pv: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    """(namespace, name) of every Secret a PersistentVolume's source references (CSI
+    publish/stage/expand secrets and the other SecretReference fields, azureFile's
+    secretNamespace); a reference without a namespace is left out (it names none)."""
+    spec = _map(pv.get("spec"))
+    refs = set()
+    for source, key in _PV_SECRET_REFS:
+        ref = _map(_map(spec.get(source)).get(key))
+        refs.add((_str(ref.get("namespace")), _str(ref.get("name"))))
+    azure = _map(spec.get("azureFile"))
+    refs.add((_str(azure.get("secretNamespace")), _str(azure.get("secretName"))))
+    return frozenset((ns, name) for ns, name in refs if ns and name)
 
 
 def secret_references(obj: Mapping[str, Any], holder: HolderKind) -> frozenset[str]:
@@ -124,13 +191,17 @@ def secret_references(obj: Mapping[str, Any], holder: HolderKind) -> frozenset[s
     for path in holder.template_paths:
         for spec in _walk(obj, path):
             names |= pod_spec_secret_names(spec)
+    for path in holder.container_paths:
+        for container in _walk(obj, path):
+            names |= _container_secret_names(container)
+    names.discard("")
     return frozenset(names)
 
 
 def _finished(obj: Mapping[str, Any], holder: HolderKind) -> bool:
     if holder.kind == "Pod":
         return _str(_map(obj.get("status")).get("phase")) in _FINISHED_POD_PHASES
-    if holder.kind in ("Job", "TFJob", "PyTorchJob"):
+    if holder.kind in ("Job", "TFJob", "PyTorchJob", "Experiment"):
         # finished_at reads the kind from the object; list items may lack it.
         typed = {**obj, "apiVersion": holder.api_version, "kind": holder.kind}
         return finished_at(typed) is not None

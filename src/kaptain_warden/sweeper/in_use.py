@@ -6,7 +6,12 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kaptain_warden.policies.secret_refs import HOLDER_KINDS, secret_references
+from kaptain_warden.policies.secret_refs import (
+    HOLDER_KINDS,
+    HolderKind,
+    secret_references,
+    volume_secret_references,
+)
 from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 
@@ -38,9 +43,24 @@ def find_secret_holders(
     unreadable, and the caller keeps its Secrets (never delete on doubt).
     """
     result = SecretHolders()
-    for namespace in sorted(set(namespaces)):
-        index: dict[str, list[str]] = {}
-        for holder in HOLDER_KINDS:
+    wanted = sorted(set(namespaces))
+    volumes: dict[str, dict[str, list[str]]] = {}
+    for holder in (h for h in HOLDER_KINDS if h.cluster_scoped):
+        try:
+            _index_volumes(api, holder, page_size, volumes)
+        except API_ERRORS as exc:
+            reason = f"could not list {holder.resource}: {describe_error(exc)}"
+            logger.warning(
+                "cannot tell which Secrets volumes use; keeping every namespace's Secrets",
+                extra={"resource": holder.resource, "error": describe_error(exc)},
+            )
+            result.unreadable = dict.fromkeys(wanted, reason)
+            return result
+    for namespace in wanted:
+        index: dict[str, list[str]] = {
+            secret: list(names) for secret, names in volumes.get(namespace, {}).items()
+        }
+        for holder in (h for h in HOLDER_KINDS if not h.cluster_scoped):
             request = ListRequest(
                 api_version=holder.api_version,
                 kind=holder.kind,
@@ -74,3 +94,25 @@ def find_secret_holders(
         else:
             result.holders[namespace] = index
     return result
+
+
+def _index_volumes(
+    api: KubeApi, holder: HolderKind, page_size: int, into: dict[str, dict[str, list[str]]]
+) -> None:
+    """Index the Secrets cluster-scoped holders (PersistentVolumes) name, by namespace."""
+    request = ListRequest(
+        api_version=holder.api_version,
+        kind=holder.kind,
+        resource=holder.resource,
+        metadata_only=False,
+        keep=("spec",),
+        page_size=page_size,
+    )
+    try:
+        objects = list_all(api, request)
+    except KindNotServedError:
+        return
+    for obj in objects:
+        name = f"{holder.kind}/{obj['metadata'].get('name', '')}"
+        for namespace, secret in sorted(volume_secret_references(obj)):
+            into.setdefault(namespace, {}).setdefault(secret, []).append(name)
