@@ -174,7 +174,10 @@ def test_least_privilege_rbac_suffices(control_plane, kube_admin, namespace):
 def test_without_read_access_to_workloads_secrets_are_kept(control_plane, kube_admin, namespace):
     """Doubt keeps: when the sweeper cannot see which pods use a Secret, it deletes none."""
     secrets(kube_admin, namespace, 2)
-    rules = [r for r in sweeper_cluster_rules(POLICY) if "pods" not in r["resources"]]
+    rules = [
+        {**r, "resources": [x for x in r["resources"] if x != "pods"]}
+        for r in sweeper_cluster_rules(POLICY)
+    ]
     rbac = k8s.RbacAuthorizationV1Api(kube_admin)
     name = f"no-pods-{uuid.uuid4().hex[:8]}"
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
