@@ -53,7 +53,7 @@ K8S_OLDEST := 1.30.14
 OLDEST_TESTS := tests/e2e/test_controlplane.py tests/e2e/test_admission_e2e.py \
 	tests/e2e/test_hostile_admission.py tests/e2e/test_parent_owner_resolver.py \
 	$(wildcard tests/e2e/test_sweeper_*.py) tests/e2e/test_outage_backfill.py \
-	tests/e2e/test_chart_install.py tests/e2e/test_chart_rbac.py
+	tests/e2e/test_chart_install.py tests/e2e/test_chart_rbac.py tests/e2e/test_provenance.py
 
 .PHONY: test
 test: $(STAMP) ## Everything: lint, tiers 1-4 on Kubernetes 1.34, then tier 3's API tests on 1.30
