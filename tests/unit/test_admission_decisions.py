@@ -801,3 +801,17 @@ def test_a_status_update_never_touches_spec():
     )
     assert mutation.patch
     assert all(op["path"].startswith("/metadata/") for op in mutation.patch)
+
+
+def test_a_dry_run_update_gets_the_same_answer():
+    """KServe reconciles with Update(desired, DryRunAll): it must see what a real update does."""
+    old, _ = stamped(make_obj("Secret"))
+    new = copy.deepcopy(old)
+    own_manifest(new)
+    new["metadata"]["annotations"][f"{P}/ttl"] = "3d"
+    real = request(new, operation="UPDATE", old=old)
+    dry = AdmissionRequest(**{**real.__dict__, "dry_run": True})
+    assert plan_mutation(policy=POLICY, request=real, now=NOW) == plan_mutation(
+        policy=POLICY, request=dry, now=NOW
+    )
+    assert plan_mutation(policy=POLICY, request=dry, now=NOW).patch
