@@ -31,7 +31,7 @@ from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 from polling import eventually
-from sweeper_kit import log_lines, policy_document, sweeper
+from sweeper_kit import build_world, log_lines, now, policy_document, policy_for_tests, sweeper
 from tokens import service_account_kubeconfig
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +40,7 @@ P = "warden.kaptain.io"
 SWEEPER_NAMESPACE = "warden-sweepers"
 SWEEPER_SA = "warnings-sweeper"
 SWEEPER_USER = f"system:serviceaccount:{SWEEPER_NAMESPACE}:{SWEEPER_SA}"
+RETENTION_POLICY = policy_for_tests()
 
 
 @pytest.fixture(scope="module")
@@ -581,3 +582,27 @@ def test_extend_moves_the_expiry_and_ls_agrees(
         warden_cli("ls", "-o", "json", kubeconfig=notebook, policy=policy_path).stdout
     )
     assert [(e["name"], e["state"]) for e in listed] == [("creds", "live")]
+
+
+def test_a_revision_about_to_leave_retention_is_warned_once_and_protected_ones_never(
+    kube_admin, namespace
+):
+    # Retention: retainSinceLastActive 1h, so the window is 15m. Evaluated 40 minutes from
+    # now, cfg-00003 (idle 10m) leaves retention in 10m; the protected revisions never do.
+    world = build_world(kube_admin, namespace)
+    later = now() + timedelta(minutes=40)
+    first = sweeper(kube_admin, RETENTION_POLICY, namespace).run_once(now=later)
+    second = sweeper(kube_admin, RETENTION_POLICY, namespace).run_once(now=later)
+    warned = warning_events(kube_admin, namespace)
+    revisions = {name for name in warned if name.startswith("cfg-")}
+    assert revisions == {"cfg-00003"}
+    assert warned["cfg-00003"] == 1 and first.warned >= 1 and second.warned == 0
+    note = next(
+        e["note"]
+        for e in request_json(
+            kube_admin, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        )["items"]
+        if e["reason"] == "ExpiringSoon" and e["regarding"]["name"] == "cfg-00003"
+    )
+    assert "serving.knative.dev/no-gc=true" in note
+    assert ("Revision", "cfg-00003") in world["kept"]
