@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kaptain_warden.testing.controllers import ControllersNotFoundError, find_controller_binaries
 from kaptain_warden.testing.upstream import (
     LOCAL_CRD_DIR,
     UpstreamManifests,
@@ -94,3 +95,12 @@ def test_a_missing_cache_names_the_command_to_run(tmp_path: Path) -> None:
     (cache / "example.com/crds@v1.0.0" / "extra.yaml").unlink()
     with pytest.raises(UpstreamNotFoundError, match=r"extra\.yaml"):
         UpstreamManifests.read(cache).crd_files(controllers=True)
+
+
+def test_missing_controllers_name_the_command_to_run() -> None:
+    with pytest.raises(ControllersNotFoundError, match=r"hack/test-assets --component kserve"):
+        find_controller_binaries(environ={}, run_script=False)
+    with pytest.raises(ControllersNotFoundError, match="TEST_ASSET_KSERVE_MANAGER"):
+        find_controller_binaries(
+            environ={"TEST_ASSET_KSERVE_MANAGER": "/nonexistent/manager"}, run_script=False
+        )

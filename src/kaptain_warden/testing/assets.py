@@ -1,6 +1,7 @@
 """Running `hack/test-assets`, which builds (once, cached) or finds what the tests need.
 
-Shared by `controlplane` (the control-plane binaries) and `upstream` (the upstream CRDs).
+Shared by `controlplane` (the control-plane binaries), `upstream` (the upstream CRDs) and
+`controllers` (the real KServe, Knative Serving and training-operator controllers).
 """
 
 from __future__ import annotations
