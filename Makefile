@@ -70,6 +70,7 @@ test-k8s: $(STAMP) ## pytest (TESTS=..., default all) against Kubernetes K8S=1.x
 .PHONY: bench
 bench: $(STAMP) ## Print the benchmark figures (admission server, end-to-end admission, sweep, outage)
 	$(BIN)/python bench/admission.py
+	$(BIN)/python bench/slow_clients.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/e2e_admission.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/sweep.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" $(BIN)/python bench/outage.py
