@@ -9,6 +9,7 @@ request's userInfo.extra. The sweeper runs real passes against the same API serv
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from kubernetes.client.exceptions import ApiException
 
 from factories import job, secret, tfjob
 from kaptain_warden.kube.client import get_json, load_api_client, request_json
+from kaptain_warden.kube.provenance import ProvenanceResolver
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.owner import owner_label_value
+from kaptain_warden.policies.provenance import CreatorPod
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
@@ -34,6 +37,7 @@ from kaptain_warden.testing.profiles import create_owned_profile, install_profil
 from kaptain_warden.testing.stack import (
     NOTEBOOK_SERVICE_ACCOUNT,
     WardenStack,
+    create_profile_namespace,
     notebook_user,
     service_account_token,
 )
@@ -379,3 +383,47 @@ def test_when_the_notebook_pod_is_gone_its_build_objects_go_after_the_grace_not_
     )["items"]
     (deleted,) = [e for e in events if e["reason"] == "CreatorGone"]
     assert f"notebook alice-nb, person {PERSON}" in deleted["note"]
+
+
+def test_the_resolver_leaves_out_what_it_cannot_confirm(
+    kube_admin: k8s.ApiClient, team: str
+) -> None:
+    keys = POLICY.keys
+    pod = request_json(
+        kube_admin,
+        "POST",
+        f"/api/v1/namespaces/{team}/pods",
+        body=_pod("dave-0", labels={"notebook-name": "dave"}),
+    )
+    creator = CreatorPod("dave-0", pod["metadata"]["uid"])
+    found = ProvenanceResolver(kube_admin, keys=keys).provenance(namespace=team, pod=creator)
+    assert (found.notebook, found.profile_owner, found.unresolved) == ("dave", PERSON, frozenset())
+    # Another uid under the Pod's name is not the token's Pod: no notebook, nothing failed.
+    other = CreatorPod("dave-0", str(uuid.uuid4()))
+    stranger = ProvenanceResolver(kube_admin, keys=keys).provenance(namespace=team, pod=other)
+    assert stranger.notebook is None and stranger.unresolved == frozenset()
+    # A namespace that is no Profile has no person.
+    plain = f"plain-{uuid.uuid4().hex[:8]}"
+    create_profile_namespace(kube_admin, plain)
+    request_json(
+        kube_admin,
+        "POST",
+        f"/api/v1/namespaces/{plain}/pods",
+        body=_pod("erin-0", labels={"notebook-name": "erin"}),
+    )
+    erin = get_json(kube_admin, f"/api/v1/namespaces/{plain}/pods/erin-0")
+    nobody = ProvenanceResolver(kube_admin, keys=keys).provenance(
+        namespace=plain, pod=CreatorPod("erin-0", erin["metadata"]["uid"])
+    )
+    assert (nobody.notebook, nobody.profile_owner, nobody.unresolved) == ("erin", None, frozenset())
+    # Out of time, or an API server that does not answer: left out, named unresolved.
+    late = ProvenanceResolver(kube_admin, keys=keys).provenance(
+        namespace=team, pod=creator, deadline=time.monotonic() - 1
+    )
+    both = frozenset({keys.notebook, keys.profile_owner})
+    assert (late.notebook, late.profile_owner, late.unresolved) == (None, None, both)
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:9"
+    with k8s.ApiClient(configuration) as closed:
+        down = ProvenanceResolver(closed, keys=keys).provenance(namespace=team, pod=creator)
+    assert (down.notebook, down.profile_owner, down.unresolved) == (None, None, both)

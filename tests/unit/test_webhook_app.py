@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from factories import (
     KNATIVE,
+    NAMESPACE,
     NOTEBOOK,
     P,
     annotations,
@@ -26,6 +27,7 @@ from factories import (
     secret,
 )
 from kaptain_warden.policies.loader import load_policy, load_policy_text
+from kaptain_warden.policies.provenance import CreatorPod, Provenance
 from kaptain_warden.webhook.app import create_app
 from kaptain_warden.webhook.settings import WebhookSettings
 
@@ -396,3 +398,69 @@ def test_policy_defaults_to_the_settings_file(tmp_path):
     assert app.test_client().get("/readyz").get_json()["policy"] == str(path)
     result = patched(job(), ok(app, "/mutate", review(job())))
     assert result["spec"]["ttlSecondsAfterFinished"] == timedelta(hours=2).total_seconds()
+
+
+# -- provenance ---------------------------------------------------------------------------------
+
+POD_UID = "6f1c2f4e-3f7a-4b8e-9c1d-0a1b2c3d4e5f"
+
+
+class RecordingProvenance:
+    budget_seconds = 1.0
+
+    def __init__(self, answer: Any = None, error: Exception | None = None):
+        self.answer = answer
+        self.error = error
+        self.calls: list[tuple[str, str, float | None]] = []
+
+    def provenance(self, *, namespace: str, pod: Any, deadline: float | None = None) -> Any:
+        self.calls.append((namespace, pod.uid, deadline))
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def pod_bound(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["request"]["userInfo"]["extra"] = {
+        "authentication.kubernetes.io/pod-name": ["alice-nb-0"],
+        "authentication.kubernetes.io/pod-uid": [POD_UID],
+    }
+    return doc
+
+
+def test_provenance_is_looked_up_once_per_review_for_pod_bound_creates_only():
+
+    found = Provenance(pod=CreatorPod("alice-nb-0", POD_UID), notebook="alice-nb")
+    lookup = RecordingProvenance(answer=found)
+    app = make_app(provenance=lookup)
+    obj = secret()
+    answer = ok(app, "/mutate", pod_bound(review(obj)))
+    stamped = annotations(patched(obj, answer))
+    assert stamped[f"{P}/created-by-pod-uid"] == POD_UID
+    assert stamped[f"{P}/notebook"] == "alice-nb"
+    assert [c[:2] for c in lookup.calls] == [(NAMESPACE, POD_UID)]
+    assert lookup.calls[0][2] is not None  # the review's deadline
+    ok(app, "/mutate", review(secret()))  # no Pod binding: nothing to look up
+    assert len(lookup.calls) == 1
+
+
+def test_a_failed_provenance_lookup_leaves_the_keys_out_and_is_counted(caplog):
+
+    keys = load_policy().keys
+    unresolved = Provenance(
+        pod=CreatorPod("alice-nb-0", POD_UID), unresolved=frozenset({keys.notebook})
+    )
+    app = make_app(provenance=RecordingProvenance(answer=unresolved))
+    obj = secret()
+    stamped = annotations(patched(obj, ok(app, "/mutate", pod_bound(review(obj)))))
+    assert f"{P}/notebook" not in stamped
+    assert stamped[f"{P}/created-by-pod"] == "alice-nb-0"
+    assert (
+        sample(app, "kaptain_warden_admission_lookup_errors_total", {"lookup": "provenance"}) == 1
+    )
+    raising = make_app(provenance=RecordingProvenance(error=RuntimeError("boom")))
+    with caplog.at_level(logging.INFO, logger=APP_LOGGER):
+        stamped = annotations(patched(obj, ok(raising, "/mutate", pod_bound(review(obj)))))
+    assert stamped[f"{P}/created-by-pod-uid"] == POD_UID
+    assert f"{P}/notebook" not in stamped
+    assert "provenance lookup failed" in caplog.text

@@ -241,11 +241,14 @@ class AdmissionHandler:
                 pod=req.pod, unresolved=frozenset({keys.notebook, keys.profile_owner})
             )
         try:
-            return self._provenance_lookup.provenance(
+            found = self._provenance_lookup.provenance(
                 namespace=req.namespace,
                 pod=req.pod,
                 deadline=started + self._provenance_lookup.budget_seconds,
             )
+            if found.unresolved:
+                self.metrics.lookup_errors.labels("provenance").inc()
+            return found
         except Exception:
             # Lookups never raise by contract; if one does, the object goes without them.
             logger.warning(

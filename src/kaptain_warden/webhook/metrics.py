@@ -159,7 +159,7 @@ class AdmissionMetrics:
         )
         self.lookup_errors = Counter(
             "kaptain_warden_admission_lookup_errors",
-            "Failed parent or namespace-label lookups (the review went on without them).",
+            "Failed parent, namespace-label or provenance lookups (the review went on).",
             ["lookup"],
             registry=self._registry,
         )
