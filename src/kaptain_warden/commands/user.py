@@ -48,7 +48,8 @@ def _kube_options(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig",
         metavar="FILE",
         default=env_default("kubeconfig", None),
-        help="kubeconfig to use (default: $KUBECONFIG or ~/.kube/config, else in-cluster)",
+        help="kubeconfig to use (default: in-cluster, as in a notebook Pod, then $KUBECONFIG "
+        "or ~/.kube/config)",
     )
     parser.add_argument(
         "--namespace",
