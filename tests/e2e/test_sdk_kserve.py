@@ -26,6 +26,7 @@ from notebook_kit import (
     expected_expiry,
     read,
     sweep_preview,
+    warden_metadata,
     write_status,
 )
 from polling import eventually
@@ -168,6 +169,7 @@ def test_kserve_client_deploys_redeploys_and_patches_as_the_notebook(
         account = read(kube_admin, f"{core}/serviceaccounts/{SERVICE_ACCOUNT}")
         held = [ref["name"] for ref in account["secrets"]]
         assert len(held) == 2, account  # created with the first, patched with the second
+        assert warden_metadata(account) == {}  # no rule governs ServiceAccounts
         for name in held:
             secret = read(kube_admin, f"{core}/secrets/{name}")
             assert name.startswith("kserve-secret-")
