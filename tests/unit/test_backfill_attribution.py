@@ -16,6 +16,8 @@ from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.loader import PolicyError, load_policy, load_policy_text
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.sweeper.backfill import NamespaceOwners, attribute, backfill
+from kaptain_warden.sweeper.loop import Sweeper
+from kaptain_warden.sweeper.settings import SweeperSettings
 
 P = "warden.kaptain.io"
 NOTEBOOK = "system:serviceaccount:team-a:default-editor"
@@ -266,3 +268,63 @@ def test_nothing_is_stamped_in_a_namespace_nobody_owns():
     api = cluster([secret("a")], profile_owner=None)
     assert run(api).stamped == 0
     assert patches(api) == {}
+
+
+# -- since the webhook was registered ---------------------------------------------------------
+
+WEBHOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kw"
+
+
+def pass_with_webhook(answer_webhook) -> tuple[Any, ScriptedApi]:
+    """One sweeper pass with backfill bound to the `kw` webhook configuration; every list is
+    empty."""
+
+    def answer(method, path, kw):
+        if path == WEBHOOK:
+            return answer_webhook()
+        if method == "GET":
+            return {"metadata": {}, "items": []}
+        raise AssertionError((method, path))
+
+    api = ScriptedApi(answer)
+    api.total = 0  # type: ignore[attr-defined]  # the pass's summary line reads it
+    sweeper = Sweeper(
+        api,  # type: ignore[arg-type]
+        policy=POLICY,
+        settings=SweeperSettings(
+            namespaces=("team-a",), backfill=True, backfill_since_webhook="kw"
+        ),
+        resolve_owner=lambda namespace, obj: None,
+    )
+    return sweeper.run_once(now=NOW), api
+
+
+def unmanaged_lists(api: ScriptedApi) -> int:
+    return sum(
+        1 for m, p, kw in api.calls if ("labelSelector", f"!{P}/managed") in (kw.get("query") or [])
+    )
+
+
+def test_backfill_runs_when_the_webhook_configuration_says_since_when():
+    report, api = pass_with_webhook(
+        lambda: {"metadata": {"creationTimestamp": "2025-05-01T00:00:00Z"}}
+    )
+    assert report.complete and unmanaged_lists(api) > 0
+
+
+def test_no_webhook_configuration_means_nothing_was_missed():
+    def absent():
+        raise api_error(404)
+
+    report, api = pass_with_webhook(absent)
+    assert report.complete and unmanaged_lists(api) == 0
+
+
+def test_an_unreadable_webhook_configuration_skips_backfill_and_says_so():
+    def forbidden():
+        raise api_error(403)
+
+    report, api = pass_with_webhook(forbidden)
+    assert unmanaged_lists(api) == 0
+    assert not report.complete
+    assert any("MutatingWebhookConfiguration kw" in e for e in report.errors)
