@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from factories import job, secret, tfjob
+from factories import inference_service, job, secret, tfjob
 from kaptain_warden.kube.client import get_json, load_api_client, request_json
 from kaptain_warden.kube.provenance import ProvenanceResolver
 from kaptain_warden.policies.loader import load_policy
@@ -427,3 +427,95 @@ def test_the_resolver_leaves_out_what_it_cannot_confirm(
     with k8s.ApiClient(configuration) as closed:
         down = ProvenanceResolver(closed, keys=keys).provenance(namespace=team, pod=creator)
     assert (down.notebook, down.profile_owner, down.unresolved) == (None, None, both)
+
+
+def test_a_controller_made_child_takes_its_parents_provenance_not_the_controllers_pod(
+    control_plane: ControlPlane, kube_admin: k8s.ApiClient, notebook: Session, tmp_path: Path
+) -> None:
+    namespace = notebook.namespace
+    isvc = request_json(
+        notebook.client,
+        "POST",
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices",
+        body=inference_service("mnist", namespace=namespace),
+    )
+    assert annotations(isvc)[f"{P}/notebook"] == "alice-nb"
+    # KServe's controller runs in a Pod of its own: its requests carry that Pod.
+    system = f"kserve-{uuid.uuid4().hex[:8]}"
+    request_json(kube_admin, "POST", "/api/v1/namespaces", body={"metadata": {"name": system}})
+    request_json(
+        kube_admin,
+        "POST",
+        f"/api/v1/namespaces/{system}/serviceaccounts",
+        body={"metadata": {"name": "kserve-controller"}},
+    )
+    controller_pod = _pod("kserve-controller-manager-0")
+    controller_pod["spec"]["serviceAccountName"] = "kserve-controller"
+    request_json(kube_admin, "POST", f"/api/v1/namespaces/{system}/pods", body=controller_pod)
+    request_json(
+        kube_admin,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        body={
+            "metadata": {"name": system},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "kserve-controller", "namespace": system}
+            ],
+        },
+    )
+    token = service_account_token(
+        kube_admin, system, "kserve-controller", pod="kserve-controller-manager-0"
+    )
+    kubeconfig = control_plane.write_token_kubeconfig(
+        tmp_path / "kserve.kubeconfig",
+        token=token,
+        user=f"system:serviceaccount:{system}:kserve-controller",
+        namespace=namespace,
+    )
+    service = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "mnist-predictor",
+            "ownerReferences": [_controller(isvc)],
+            "labels": {"serving.kserve.io/inferenceservice": "mnist"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"image": "registry.example/tf:1"}]}}},
+    }
+
+    def created() -> dict[str, Any]:
+        with load_api_client(str(kubeconfig)) as client:
+            return dict(
+                request_json(
+                    client,
+                    "POST",
+                    f"/apis/serving.knative.dev/v1/namespaces/{namespace}/services",
+                    body=service,
+                )
+            )
+
+    # The binding may take a moment to reach the RBAC authorizer's cache.
+    child = eventually(_allowed(created), "the controller's ClusterRoleBinding to take effect")
+    found = annotations(child)
+    assert found[f"{P}/owner"] == notebook_user(namespace)
+    assert found[f"{P}/created-by-pod"] == "alice-nb-0"
+    assert found[f"{P}/created-by-pod-uid"] == annotations(isvc)[f"{P}/created-by-pod-uid"]
+    assert found[f"{P}/notebook"] == "alice-nb"
+    assert found[f"{P}/profile-owner"] == PERSON
+
+
+def _allowed(create: Any) -> Any:
+    def attempt() -> Any:
+        try:
+            return create()
+        except ApiException as exc:
+            if exc.status == 403:
+                return None
+            raise
+
+    return attempt
