@@ -98,6 +98,8 @@ def manifest(api_version: str, kind: str, rule: str, name: str, *, expired: bool
         obj["spec"] = {"containers": [CONTAINER]}
     elif kind in ("Service", "Configuration"):
         obj["spec"] = {"template": template}
+    elif kind == "InferenceService":  # the upstream KServe CRD requires a predictor
+        obj["spec"] = {"predictor": {"sklearn": {"storageUri": "s3://models/bench"}}}
     else:
         obj["spec"] = {}
     return obj
