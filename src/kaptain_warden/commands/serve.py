@@ -154,6 +154,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=env_default("body_bytes_in_flight", defaults.body_bytes_in_flight),
         help="request body bytes one worker holds at once; more waits (default: %(default)s)",
     )
+    conns.add_argument(
+        "--decode-bytes-per-request",
+        type=bounded(int, 1),
+        default=env_default("decode_bytes_per_request", defaults.decode_bytes_per_request),
+        help="memory one body may take once decoded (bytes + 64 per JSON value); "
+        "costlier bodies get HTTP 413 (default: %(default)s)",
+    )
     reviews = parser.add_argument_group("reviews")
     reviews.add_argument(
         "--max-body-bytes",
@@ -293,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         body_timeout_seconds=float(args.body_timeout),
         max_client_connections=int(args.max_client_connections),
         body_bytes_in_flight=int(args.body_bytes_in_flight),
+        decode_bytes_per_request=int(args.decode_bytes_per_request),
         mutate_admits_on_error=args.mutate_on_error == "admit",
         validate_admits_on_error=args.validate_on_error == "admit",
         enable_bench_endpoint=args.enable_bench_endpoint,

@@ -69,6 +69,7 @@ class AdmissionServer(BaseApplication):  # type: ignore[misc]
             max_connections_per_client=settings.max_client_connections,
             body_bytes_in_flight=settings.body_bytes_in_flight,
             max_body_bytes=settings.max_body_bytes,
+            decode_bytes_per_request=settings.decode_bytes_per_request,
         )
         super().__init__(prog="kaptain-warden serve")
 

@@ -72,6 +72,11 @@ class WebhookSettings:
     does not fit waits unread for an earlier one to finish (one body always fits). Default
     8 MiB. Bounds memory; see the README's formula."""
 
+    decode_bytes_per_request: int = 64 * 1024 * 1024
+    """Memory one request's body may take once decoded, estimated before decoding (its bytes
+    plus 64 per JSON value); a costlier body gets HTTP 413. Default 64 MiB: a review of the
+    largest object etcd keeps (1.5 MiB, twice in an UPDATE) costs well under 20 MiB."""
+
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest AdmissionReview body accepted; larger ones get HTTP 413. Default 8 MiB: etcd
     keeps objects up to ~1.5 MiB, and an UPDATE's review carries two of them."""

@@ -43,6 +43,17 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 # own limits (4094-byte line, 100 fields of 8190 bytes) are far above anything legitimate.
 MAX_HEAD_BYTES = 64 * 1024
 _READ_CHUNK = 64 * 1024
+# What decoding a JSON body may cost in memory: its bytes, plus about this much for each value
+# it holds (a Python object, its slot in a list or dict). Counted from the bytes that separate
+# or open values, so a body of 2.8 million `[]` weighs what it will weigh once decoded.
+_BYTES_PER_VALUE = 64
+# How long a body may wait, unread, for the worker's body budget: the longest timeout a
+# webhook configuration can set.
+_PARKED_SECONDS = 30.0
+_TOO_COSTLY = (
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
 # How often expired connections are looked for (the selector wakes at least this often).
 _TICK_SECONDS = 0.1
 
@@ -59,6 +70,7 @@ class ConnectionLimits:
     max_connections_per_client: int = 128
     body_bytes_in_flight: int = 8 * 1024 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
+    decode_bytes_per_request: int = 64 * 1024 * 1024
 
 
 class _Conn(TConn):  # type: ignore[misc]
@@ -256,16 +268,36 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 # earlier body is done. Its deadline keeps running.
                 self._unwatch(conn)
                 if conn not in self._parked:
+                    # It may wait as long as the API server ever waits for a webhook (30 s).
+                    conn.deadline = time.monotonic() + _PARKED_SECONDS
                     self._parked.append(conn)
                 return False
             conn.reserved = max(body, 1)
             self._reserved += conn.reserved
+            # Waiting for the budget does not count against the client's body deadline.
+            conn.deadline = time.monotonic() + self.limits.body_seconds
         if len(conn.buffer) < conn.needed:
             got = self._recv(conn, conn.needed)
             if got is not True or len(conn.buffer) < conn.needed:
                 return False
+        cost = _decode_cost(conn.buffer, conn.needed)
+        if cost > self.limits.decode_bytes_per_request:
+            self._refuse_costly(conn, cost)
+            return False
         conn.state = "ready"
         return True
+
+    def _refuse_costly(self, conn: _Conn, cost: int) -> None:
+        """Answer 413 from here (the body would cost more memory to decode than allowed)."""
+        body = (
+            b'{"error":"the body would take about %d MiB to decode, over the limit of %d MiB; '
+            b'an AdmissionReview is far smaller"}'
+            % (cost >> 20, self.limits.decode_bytes_per_request >> 20)
+        )
+        self.log.warning("refusing a request body of %d bytes: too costly to decode", conn.needed)
+        with contextlib.suppress(OSError):
+            conn.sock.send(_TOO_COSTLY % (len(body), body))
+        self._close(conn)
 
     def _dispatch(self, conn: _Conn) -> None:
         """Hand a complete request to a thread; leftover bytes wait for the next request."""
@@ -447,6 +479,13 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
+
+
+def _decode_cost(buffer: bytearray, end: int) -> int:
+    """About how many bytes decoding the body (up to `end`) takes: bytes + values x 64."""
+    start = buffer.find(b"\r\n\r\n") + 4
+    values = sum(buffer.count(c, start, end) for c in (b",", b":", b"[", b"{"))
+    return (end - start) + values * _BYTES_PER_VALUE
 
 
 def _content_length(head: bytes) -> int | None:
