@@ -8,6 +8,7 @@ request's userInfo.extra. The sweeper runs real passes against the same API serv
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
@@ -42,6 +43,7 @@ from kaptain_warden.testing.stack import (
     service_account_token,
 )
 from polling import eventually
+from sweeper_kit import run_cli
 
 P = "warden.kaptain.io"
 PERSON = "alice@example.com"
@@ -519,3 +521,46 @@ def _allowed(create: Any) -> Any:
             raise
 
     return attempt
+
+
+def test_sweep_previews_one_notebooks_objects_and_when_its_gone_creator_takes_them(
+    control_plane: ControlPlane,
+    kube_admin: k8s.ApiClient,
+    notebook: Session,
+    unbound: Session,
+) -> None:
+    namespace = notebook.namespace
+    notebook.create(secret("s3-creds", namespace=namespace, type_="Opaque"))
+    notebook.create(tfjob("mnist", namespace=namespace))
+    unbound.create(secret("other", namespace=namespace, type_="Opaque"))
+    request_json(
+        kube_admin,
+        "DELETE",
+        f"/api/v1/namespaces/{namespace}/pods/alice-nb-0",
+        query=[("gracePeriodSeconds", 0)],
+    )
+
+    def sweep(*extra: str) -> list[dict[str, Any]]:
+        result = run_cli(
+            "sweep",
+            "--dry-run",
+            "--namespace",
+            namespace,
+            "--output",
+            "json",
+            *extra,
+            kubeconfig=control_plane.kubeconfig_path,
+        )
+        report: list[dict[str, Any]] = json.loads(result.stdout)
+        return report
+
+    everything = sweep()
+    assert {e["name"] for e in everything} == {"s3-creds", "mnist", "other"}
+    mine = {e["name"]: e for e in sweep("--notebook", "alice-nb", "--at", "+2h")}
+    assert set(mine) == {"s3-creds", "mnist"}
+    assert mine["s3-creds"]["notebook"] == "alice-nb"
+    assert mine["s3-creds"]["profileOwner"] == PERSON
+    assert mine["s3-creds"]["action"] == "delete"
+    assert "creator Pod alice-nb-0 gone since" in mine["s3-creds"]["reason"]
+    assert mine["mnist"]["action"] == "keep"
+    assert sweep("--notebook", "nobody") == []
