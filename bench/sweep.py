@@ -2,7 +2,7 @@
 
     KUBEBUILDER_ASSETS=$(hack/test-assets | tail -n 1) .venv/bin/python bench/sweep.py
 
-Starts its own control plane (etcd + kube-apiserver, test CRDs), creates N managed objects
+Starts its own control plane (etcd + kube-apiserver, the upstream CRDs), creates N managed objects
 (default 1,000 then 10,000; a mix of every governed kind over 20 namespaces; 20% expired) with
 a thread pool, then runs ONE pass in a fresh child process and prints its wall time, the API
 requests it made (counted by the sweeper's client adapter, by method), its peak RSS, and

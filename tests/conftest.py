@@ -63,7 +63,7 @@ def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager, with the test CRDs installed.
+    """etcd + kube-apiserver + kube-controller-manager, and the upstream CRDs.
 
     One per test session; stopped at the end of the session even when tests failed. Before
     1.32 its controller manager runs no Job controller (see tests/kube_versions.py).
