@@ -34,13 +34,20 @@ class SecretHolders:
 
 
 def find_secret_holders(
-    api: KubeApi, *, namespaces: Iterable[str], page_size: int = 500
+    api: KubeApi,
+    *,
+    namespaces: Iterable[str],
+    page_size: int = 500,
+    volumes_optional: bool = False,
 ) -> SecretHolders:
     """List each namespace's pods, pod templates and ServiceAccounts, and index their Secrets.
 
     Only the namespaces that have a Secret to delete are read. A kind the API server does not
     serve (no training-operator CRDs, say) holds nothing; any other error marks the namespace
-    unreadable, and the caller keeps its Secrets (never delete on doubt).
+    unreadable, and the caller keeps its Secrets (never delete on doubt). PersistentVolumes are
+    listed once, cluster-wide; when they cannot be, every namespace is unreadable, unless
+    `volumes_optional` (a dry run by an identity that may not list them, such as a notebook
+    user's `ls`) and the API server said 403: then they are left out.
     """
     result = SecretHolders()
     wanted = sorted(set(namespaces))
@@ -49,6 +56,12 @@ def find_secret_holders(
         try:
             _index_volumes(api, holder, page_size, volumes)
         except API_ERRORS as exc:
+            if volumes_optional and getattr(exc, "status", None) == 403:
+                logger.warning(
+                    "may not list %s: this dry run does not count the Secrets they use",
+                    holder.resource,
+                )
+                continue
             reason = f"could not list {holder.resource}: {describe_error(exc)}"
             logger.warning(
                 "cannot tell which Secrets volumes use; keeping every namespace's Secrets",

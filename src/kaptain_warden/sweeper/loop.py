@@ -378,7 +378,10 @@ class Sweeper:
         if not namespaces:
             return decided
         holders = find_secret_holders(
-            self.api, namespaces=namespaces, page_size=self.settings.page_size
+            self.api,
+            namespaces=namespaces,
+            page_size=self.settings.page_size,
+            volumes_optional=self.settings.dry_run,
         )
         report.errors += holders.unreadable.values()
         result = []
