@@ -314,6 +314,7 @@ def notebook_namespace(control_plane, kube_admin, tmp_path) -> tuple[str, Path]:
                     "verbs": ["list"],
                 },
                 {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list"]},
+                {"apiGroups": [""], "resources": ["replicationcontrollers"], "verbs": ["list"]},
             ],
         },
     )
