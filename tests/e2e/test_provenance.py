@@ -92,11 +92,27 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def crds(kube_admin: k8s.ApiClient) -> None:
+def crds(kube_admin: k8s.ApiClient) -> Iterator[None]:
+    """The Profile CRD, and the Notebook CRD for this module only: the session's control plane
+    serves no Notebooks otherwise (other modules rely on that)."""
     install_profile_crd(kube_admin)
     with tempfile.TemporaryDirectory(prefix="notebook-crd-") as directory:
         Path(directory, "kubeflow.org_notebooks.yaml").write_text(yaml.safe_dump(NOTEBOOK_CRD))
         install_crds(kube_admin, crd_dir=Path(directory))
+    yield
+    name = NOTEBOOK_CRD["metadata"]["name"]
+    request_json(
+        kube_admin, "DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    )
+
+    def unserved() -> bool:
+        try:
+            get_json(kube_admin, "/apis/kubeflow.org/v1/notebooks")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(unserved, "the Notebook CRD to be gone", timeout=60)
 
 
 @pytest.fixture
