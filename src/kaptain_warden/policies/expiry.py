@@ -114,8 +114,8 @@ def decide(
     """Decide whether a listed object is due for deletion at `now`.
 
     `obj` carries `apiVersion`, `kind` and `metadata` (and `status` for kinds whose completion
-    matters). Only what is written on the object counts (DESIGN.md: every owner saw the TTL on
-    their object), read under the rule its label names. In order:
+    matters). Only what is written on the object counts (every owner saw the TTL on their
+    object before it can go), read under the rule its label names. In order:
 
     1. Never deleted: objects without `managed=true`, in an excluded namespace, already being
        deleted, without a rule label, or whose rule is gone from the policy or does not

@@ -92,7 +92,7 @@ class Match:
     users: Globs = Globs()
     groups: Globs = Globs()
     # Objects made by controllers for a managed parent match whoever the requester is,
-    # and take the parent's owner (DESIGN.md, owner inheritance).
+    # and take the parent's owner (README: Metadata contract, owner).
     inherit: bool = True
 
 

@@ -142,8 +142,8 @@ class Deleter:
             "apiVersion": "v1",
             "kind": "DeleteOptions",
             # Background unless configured: the API's default for batch/v1 Jobs orphans their
-            # Pods (KUBERNETES-FACTS.md). The uid precondition makes the API server refuse
-            # with 409 when the name now belongs to an object we never decided about.
+            # Pods. The uid precondition makes the API server refuse with 409 when the name
+            # now belongs to an object we never decided about.
             "propagationPolicy": self._propagation,
             "preconditions": {"uid": entry.uid},
         }

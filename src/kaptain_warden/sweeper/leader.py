@@ -71,7 +71,7 @@ class LeaderElector:
     """Runs the client's `LeaderElection` on a daemon thread, forever.
 
     `is_leader` follows the client's callbacks. They are not enough to act on: the client
-    does not stop the leading callback when renewal fails (KUBERNETES-FACTS.md), and a
+    does not stop the leading callback when renewal fails (kubernetes.leaderelection), and a
     process paused longer than the lease may still believe it leads. So before each batch
     of deletes `check()` reads the Lease itself.
     """
