@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -190,6 +191,7 @@ class RecordingParents:
         self.owner = owner
         self.error = error
         self.calls: list[tuple[str, str]] = []
+        self.deadlines: list[float | None] = []
 
     def inherited_owner(self, *, namespace: str, obj: Any) -> str | None:
         self.calls.append((namespace, obj["metadata"].get("name", "")))
@@ -197,7 +199,10 @@ class RecordingParents:
             raise self.error
         return self.owner
 
-    def inherited(self, *, namespace: str, obj: Any) -> tuple[str, dict[str, str]] | None:
+    def inherited(
+        self, *, namespace: str, obj: Any, deadline: float | None = None
+    ) -> tuple[str, dict[str, str]] | None:
+        self.deadlines.append(deadline)
         owner = self.inherited_owner(namespace=namespace, obj=obj)
         return (owner, {}) if owner is not None else None
 
@@ -406,8 +411,6 @@ POD_UID = "6f1c2f4e-3f7a-4b8e-9c1d-0a1b2c3d4e5f"
 
 
 class RecordingProvenance:
-    budget_seconds = 1.0
-
     def __init__(self, answer: Any = None, error: Exception | None = None):
         self.answer = answer
         self.error = error
@@ -442,6 +445,19 @@ def test_provenance_is_looked_up_once_per_review_for_pod_bound_creates_only():
     assert lookup.calls[0][2] is not None  # the review's deadline
     ok(app, "/mutate", review(secret()))  # no Pod binding: nothing to look up
     assert len(lookup.calls) == 1
+
+
+def test_parent_and_provenance_lookups_share_one_deadline_per_review():
+    parents = RecordingParents(owner=NOTEBOOK)
+    lookup = RecordingProvenance(answer=Provenance(pod=CreatorPod("alice-nb-0", POD_UID)))
+    app = make_app(parents=parents, provenance=lookup)
+    before = time.monotonic()
+    ok(app, "/mutate", pod_bound(review(revision(), user=NOTEBOOK)))
+    after = time.monotonic()
+    (deadline,) = parents.deadlines
+    assert deadline is not None
+    assert lookup.calls[0][2] == deadline
+    assert before + 1.0 <= deadline <= after + 1.0  # settings.lookup_budget_seconds
 
 
 def test_a_failed_provenance_lookup_leaves_the_keys_out_and_is_counted(caplog):

@@ -194,7 +194,9 @@ class Parents:
     def inherited_owner(self, *, namespace: str, obj: Any) -> str | None:
         return NOTEBOOK
 
-    def inherited(self, *, namespace: str, obj: Any) -> tuple[str, dict[str, str]]:
+    def inherited(
+        self, *, namespace: str, obj: Any, deadline: float | None = None
+    ) -> tuple[str, dict[str, str]]:
         return NOTEBOOK, {}
 
 

@@ -105,7 +105,7 @@ class ParentOwnerResolver:
         return found[0] if found is not None else None
 
     def inherited(
-        self, *, namespace: str, obj: Mapping[str, Any]
+        self, *, namespace: str, obj: Mapping[str, Any], deadline: float | None = None
     ) -> tuple[str, dict[str, str]] | None:
         """(owner, provenance annotations) of the nearest managed ancestor, or None.
 
@@ -115,7 +115,8 @@ class ParentOwnerResolver:
         if not is_dns1123_label(namespace):
             # Cluster-scoped objects have no namespace, and no parent kind is cluster-scoped.
             return None
-        deadline = self._clock() + self._budget
+        if deadline is None:  # else the review's, shared with its other lookups
+            deadline = self._clock() + self._budget
         try:
             entry = self._search(namespace, parent_refs(obj), deadline, depth=1)
         except LookupBudgetExceededError as exc:

@@ -128,11 +128,11 @@ class AdmissionHandler:
 
     def _decide(self, endpoint: Endpoint, req: AdmissionRequest) -> _Outcome:
         now = self._clock()
-        # One deadline for this review's lookups.
-        started = time.monotonic()
-        inherited, parent_provenance, lookup_failed = self._inherited_owner(req)
+        # One deadline for all of this review's lookups together.
+        deadline = time.monotonic() + self.settings.lookup_budget_seconds
+        inherited, parent_provenance, lookup_failed = self._inherited_owner(req, deadline)
         namespace_labels = self._namespace_labels(req)
-        provenance = self._provenance(req, started)
+        provenance = self._provenance(req, deadline)
         if endpoint == "mutate":
             mutation = plan_mutation(
                 policy=self.policy,
@@ -199,7 +199,9 @@ class AdmissionHandler:
             and governs_kind(self.policy, req.api_version, req.kind)
         )
 
-    def _inherited_owner(self, req: AdmissionRequest) -> tuple[str | None, Provenance | None, bool]:
+    def _inherited_owner(
+        self, req: AdmissionRequest, deadline: float
+    ) -> tuple[str | None, Provenance | None, bool]:
         """(the inherited owner or None, the parent's provenance, whether the parents could
         not be read).
 
@@ -211,7 +213,7 @@ class AdmissionHandler:
         if not parent_refs(req.obj):
             return None, None, False
         try:
-            found = self._parents.inherited(namespace=req.namespace, obj=req.obj)
+            found = self._parents.inherited(namespace=req.namespace, obj=req.obj, deadline=deadline)
             if found is None:
                 return None, None, False
             owner, annotations = found
@@ -227,7 +229,7 @@ class AdmissionHandler:
             self.metrics.lookup_errors.labels("parents").inc()
             return None, None, True
 
-    def _provenance(self, req: AdmissionRequest, started: float) -> Provenance:
+    def _provenance(self, req: AdmissionRequest, deadline: float) -> Provenance:
         """Where a new object comes from: the request's Pod, and what lookups say about it.
 
         Nothing without a Pod-bound identity; without lookups, the notebook and the Profile
@@ -244,7 +246,7 @@ class AdmissionHandler:
             found = self._provenance_lookup.provenance(
                 namespace=req.namespace,
                 pod=req.pod,
-                deadline=started + self._provenance_lookup.budget_seconds,
+                deadline=deadline,
             )
             if found.unresolved:
                 self.metrics.lookup_errors.labels("provenance").inc()

@@ -9,7 +9,7 @@ from kaptain_warden.policies.provenance import CreatorPod, Provenance
 
 
 class ParentResolver(Protocol):
-    """Finds the owner an object inherits from a managed parent (DESIGN.md, owner inheritance).
+    """Finds the owner an object inherits from a managed parent (README: Metadata contract).
 
     Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
     or in one of `policies.metadata.PARENT_LABELS`. An implementation should answer within a
@@ -26,11 +26,12 @@ class ParentResolver(Protocol):
         ...
 
     def inherited(
-        self, *, namespace: str, obj: Mapping[str, Any]
+        self, *, namespace: str, obj: Mapping[str, Any], deadline: float | None = None
     ) -> tuple[str, dict[str, str]] | None:
         """As `inherited_owner`, with the parent's provenance annotations (which the child
         inherits with the owner): (owner, annotations), or None when there is no managed
-        parent. Raises on failure."""
+        parent. Raises on failure. `deadline` is the review's lookup deadline
+        (`time.monotonic()` seconds), shared with its other lookups."""
         ...
 
 
@@ -54,8 +55,6 @@ class ProvenanceLookup(Protocol):
     the review's lookup deadline (`time.monotonic()` seconds). Never raises: a lookup that
     failed or ran out of time is named in `Provenance.unresolved`.
     """
-
-    budget_seconds: float
 
     def provenance(
         self, *, namespace: str, pod: CreatorPod, deadline: float | None = None

@@ -100,6 +100,11 @@ class WebhookSettings:
     log_format: LogFormat = "auto"
     """`json` (one object per line), `text`, or `auto` (default): text on a terminal, else JSON."""
 
+    lookup_budget_seconds: float = 1.0
+    """One deadline for all of a review's parent and provenance lookups together, counted from
+    the start of the review. Default 1 s, far below the webhook's timeout: a lookup out of
+    time leaves out what it would have found, and never widens a claim."""
+
     kubeconfig: str | None = None
     """Kubeconfig for parent lookups (owner inheritance). Default None: in-cluster config when
     a lookup needs the API. Reading parents needs RBAC `get` on the parent kinds."""
