@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -11,9 +12,10 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.client import METADATA_ONLY, request_json, resource_path
+from kaptain_warden.policies.kinds import KnownKind
 
-__all__ = ["API_ERRORS", "KubeApi", "describe_error", "error_status"]
+__all__ = ["API_ERRORS", "KubeApi", "describe_error", "error_status", "patch_listed"]
 
 #: What a request can raise: HTTP errors, connection errors, undecodable bodies (orjson's
 #: JSONDecodeError is a ValueError).
@@ -87,6 +89,51 @@ class KubeApi:
         """Requests sent so far."""
         with self._lock:
             return sum(self._counts.values())
+
+
+def patch_listed(
+    api: KubeApi,
+    kind: KnownKind,
+    *,
+    namespace: str,
+    name: str,
+    resource_version: object,
+    labels: Mapping[str, str | None] | None = None,
+    annotations: Mapping[str, str | None] | None = None,
+) -> bool:
+    """Merge-patch labels and annotations onto an object as it was listed; whether it wrote.
+
+    The listed resourceVersion is a precondition (optimistic concurrency): of two replicas or
+    passes that saw the same object, one write wins. False when the object changed or went
+    since it was listed (409, 404): the next pass looks again. The answer is asked for as
+    metadata only, so a patched Secret's data never reaches the sweeper. Other API errors
+    raise.
+    """
+    metadata: dict[str, Any] = {"resourceVersion": resource_version}
+    if labels is not None:
+        metadata["labels"] = labels
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    path = resource_path(
+        group=kind.group,
+        version=kind.version,
+        resource=kind.resource,
+        namespace=namespace,
+        name=name,
+    )
+    try:
+        api.request(
+            "PATCH",
+            path,
+            body={"metadata": metadata},
+            content_type="application/merge-patch+json",
+            accept=METADATA_ONLY,
+        )
+    except ApiException as exc:
+        if error_status(exc) in (404, 409):
+            return False
+        raise
+    return True
 
 
 def error_status(exc: BaseException) -> int | None:

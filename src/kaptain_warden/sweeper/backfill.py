@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from kaptain_warden.kube.client import METADATA_ONLY, resource_path
+from kaptain_warden.kube.client import resource_path
 from kaptain_warden.policies.admission import plan_stamp
 from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.inheritance import parent_refs
@@ -24,7 +24,13 @@ from kaptain_warden.policies.metadata import (
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.timestamps import format_time, parse_time
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
+from kaptain_warden.sweeper.api import (
+    API_ERRORS,
+    KubeApi,
+    describe_error,
+    error_status,
+    patch_listed,
+)
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.report import ReportEntry
 
@@ -355,39 +361,20 @@ def _stamp(
             )
         )
         return
-    body = {
-        "metadata": {
-            # Optimistic concurrency: a merge patch carrying resourceVersion fails with 409
-            # when the object changed since it was listed.
-            "resourceVersion": meta.get("resourceVersion"),
-            "labels": patch_labels,
-            "annotations": patch_annotations,
-        }
-    }
-    path = resource_path(
-        group=kind.group,
-        version=kind.version,
-        resource=kind.resource,
+    if not patch_listed(
+        api,
+        kind,
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
-    )
-    try:
-        # The answer as metadata only: a patched Secret's data never reaches the sweeper.
-        api.request(
-            "PATCH",
-            path,
-            body=body,
-            content_type="application/merge-patch+json",
-            accept=METADATA_ONLY,
+        resource_version=meta.get("resourceVersion"),
+        labels=patch_labels,
+        annotations=patch_annotations,
+    ):
+        logger.info(
+            "backfill skipped: the object changed or went away; the next pass looks again",
+            extra=fields,
         )
-    except API_ERRORS as exc:
-        if error_status(exc) in (404, 409):
-            logger.info(
-                "backfill skipped: the object changed or went away; the next pass looks again",
-                extra=fields | {"error": describe_error(exc)},
-            )
-            return
-        raise
+        return
     result.stamped += 1
     logger.info(
         "backfill stamped %s %s/%s",

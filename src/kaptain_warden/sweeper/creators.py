@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from kaptain_warden.kube.client import METADATA_ONLY, resource_path
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
+from kaptain_warden.sweeper.api import (
+    API_ERRORS,
+    KubeApi,
+    describe_error,
+    patch_listed,
+)
 from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.report import ReportEntry
 
@@ -103,39 +107,27 @@ def record_creator_gone(
     }
     if dry_run:
         return "would-record"
-    body = {
-        "metadata": {
-            "resourceVersion": resource_version,
-            "annotations": {keys.creator_gone_at: format_time(seen)},
-        }
-    }
-    path = resource_path(
-        group=kind.group,
-        version=kind.version,
-        resource=kind.resource,
-        namespace=entry.namespace,
-        name=entry.name,
-    )
     try:
-        api.request(
-            "PATCH",
-            path,
-            body=body,
-            content_type="application/merge-patch+json",
-            accept=METADATA_ONLY,
+        written = patch_listed(
+            api,
+            kind,
+            namespace=entry.namespace,
+            name=entry.name,
+            resource_version=resource_version,
+            annotations={keys.creator_gone_at: format_time(seen)},
         )
     except API_ERRORS as exc:
-        if error_status(exc) in (404, 409):
-            logger.info(
-                "creator-gone-at not recorded: the object changed or went since it was listed",
-                extra=fields | {"error": describe_error(exc)},
-            )
-            return "raced"
         logger.warning(
             "could not record creator-gone-at; the next pass tries again: %s",
             describe_error(exc),
             extra=fields | {"error": describe_error(exc)},
         )
         return "error"
+    if not written:
+        logger.info(
+            "creator-gone-at not recorded: the object changed or went since it was listed",
+            extra=fields,
+        )
+        return "raced"
     logger.info("recorded the creator Pod gone", extra=fields)
     return "recorded"

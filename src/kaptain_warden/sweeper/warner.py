@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from kaptain_warden.kube.client import resource_path
 from kaptain_warden.policies.expiry_warnings import EVENT_REASON, ExpiryWarning
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
+from kaptain_warden.sweeper.api import (
+    API_ERRORS,
+    KubeApi,
+    describe_error,
+    patch_listed,
+)
 from kaptain_warden.sweeper.events import record_event
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
@@ -83,30 +87,16 @@ class Warner:
                 extra=fields,
             )
             return "would-warn"
-        body = {
-            "metadata": {
-                "resourceVersion": due.resource_version,
-                "annotations": {self._keys.warned_at: format_time(now)},
-            }
-        }
-        kind = due.kind
-        path = resource_path(
-            group=kind.group,
-            version=kind.version,
-            resource=kind.resource,
-            namespace=entry.namespace,
-            name=entry.name,
-        )
         try:
-            self._api.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+            written = patch_listed(
+                self._api,
+                due.kind,
+                namespace=entry.namespace,
+                name=entry.name,
+                resource_version=due.resource_version,
+                annotations={self._keys.warned_at: format_time(now)},
+            )
         except API_ERRORS as exc:
-            if error_status(exc) in (404, 409):
-                logger.info(
-                    "not warned: the object changed or went away since it was listed; "
-                    "the next pass looks again",
-                    extra=fields | {"error": describe_error(exc)},
-                )
-                return "raced"
             logger.warning(
                 "could not claim the expiry warning: %s",
                 describe_error(exc),
@@ -115,6 +105,13 @@ class Warner:
             if self._metrics is not None:
                 self._metrics.warning_errors.labels(rule=entry.rule or "").inc()
             return "error"
+        if not written:
+            logger.info(
+                "not warned: the object changed or went away since it was listed; "
+                "the next pass looks again",
+                extra=fields,
+            )
+            return "raced"
         record_event(
             self._api,
             entry=entry,
