@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -426,6 +427,16 @@ def test_ls_shows_a_notebook_what_it_owns_soonest_first(
             stdin=json.dumps(secret(name, **wanted)),
         )
     me = f"system:serviceaccount:{namespace}:default-editor"
+    # `created-at` has whole seconds: s3-due is due only once its expires-at has passed, which
+    # a quick `ls` can beat by up to a second. Wait for that instant, read from the object.
+    due_at = parse_time(
+        k8s.CoreV1Api(kube_admin)
+        .read_namespaced_secret("s3-due", namespace)
+        .metadata.annotations[f"{P}/expires-at"]
+    )
+    wait = (due_at - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        time.sleep(wait + 0.05)
     # The context's namespace is the notebook's: no -n needed.
     listed = json.loads(
         warden_cli("ls", "--output", "json", kubeconfig=notebook, policy=policy_path).stdout
