@@ -471,6 +471,10 @@ def _run_sweeper(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         api_client.close()
+        # The leader-election thread is a daemon that lives until the interpreter ends: a line
+        # it logs while the interpreter finalizes can abort the process with SIGABRT (stderr's
+        # lock is held at shutdown), turning a clean stop into a crash. Nothing more is logged.
+        logging.disable(logging.CRITICAL)
     return 0
 
 
