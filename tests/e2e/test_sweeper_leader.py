@@ -219,7 +219,8 @@ def test_one_leader_sweeps_and_another_takes_over_when_it_dies(
         eventually(
             lambda: exists(kube_admin, namespace, second) is None, "the new leader to delete it"
         )
-        assert follower.deleted() == {"second"}
+        # The delete call returns before its log line is written: wait for the line, too.
+        eventually(lambda: follower.deleted() == {"second"}, "the new leader's deletion log line")
         assert follower.metric("kaptain_warden_sweeper_leader") == 1.0
 
         # SIGTERM: the pass in progress completes, then the process exits cleanly.
