@@ -1,0 +1,71 @@
+"""Tier 1: bench/_rounds.py, the helper every benchmark reports through (no timing here)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import _rounds
+from _rounds import Rounds, percentile
+
+
+def test_arms_alternate_their_order_every_round() -> None:
+    bench = Rounds("t", title="t", arms=("a", "b"), rounds=4, json_path=None)
+    assert [bench.order(n) for n in range(4)] == [("a", "b"), ("b", "a")] * 2
+    three = Rounds("t", title="t", arms=("a", "b", "c"), rounds=3)
+    assert [three.order(n)[0] for n in range(3)] == ["a", "b", "c"]
+
+
+def test_ratios_are_taken_within_a_round_and_ranges_over_rounds(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    bench = Rounds("t", title="t", arms=("base", "warden"), rounds=3, json_path=out)
+    bench.declare("median", "ms")
+    # Round 1 is slow for both arms (drift): its ratio stays 2.
+    for n, (base, warden) in enumerate([(1.0, 2.0), (10.0, 20.0), (2.0, 3.0)]):
+        for arm in bench.order(n):
+            bench.record(n, arm, {"median": base if arm == "base" else warden})
+    bench.record_round(0, {"added": 1.0}, kind="absolute")
+    bench.ratio("median", "warden", "base")
+    result = bench.finish()
+    assert json.loads(out.read_text()) == result
+    figures = {(f["arm"], f["name"]): f for f in result["figures"]}
+    ratio = figures[(None, "median: warden / base")]
+    assert ratio["kind"] == "ratio"
+    assert ratio["values"] == [2.0, 2.0, 1.5]
+    assert (ratio["min"], ratio["median"], ratio["max"]) == (1.5, 2.0, 2.0)
+    base = figures[("base", "median")]
+    assert (base["min"], base["median"], base["max"], base["unit"]) == (1.0, 2.0, 10.0, "ms")
+    assert base["kind"] == "absolute"
+    assert result["machine"]["cpus"] >= 1 and result["machine"]["memory_gib"] > 0
+    assert len(result["load"]["before"]) == 3 and len(result["load"]["after"]) == 3
+
+
+def test_a_trial_run_writes_no_result_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rounds, "RESULTS", tmp_path)
+    bench = Rounds("trial", title="t", arms=("a",), rounds=2)
+    bench.record(0, "a", {"x": 1.0})
+    bench.finish()
+    assert not (tmp_path / "trial.json").exists()
+    full = Rounds("full", title="t", arms=("a",), rounds=5)
+    full.record(0, "a", {"x": 1.0})
+    full.finish()
+    assert (tmp_path / "full.json").exists()
+
+
+def test_unknown_arm_is_refused() -> None:
+    bench = Rounds("t", title="t", arms=("a", "b"), rounds=1)
+    with pytest.raises(ValueError):
+        bench.record(0, "c", {"x": 1.0})
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(x) for x in range(1, 101)]
+    assert percentile(samples, 0.99) == 99.0
+    assert percentile(samples, 0.5) == 50.0
+    assert percentile([5.0], 0.99) == 5.0
