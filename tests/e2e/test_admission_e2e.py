@@ -18,9 +18,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import get_json, request_json
-from kaptain_warden.policies.admission import REINVOCATION_WINDOW
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
+from kaptain_warden.policies.stamping import REINVOCATION_WINDOW
 from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user

@@ -8,9 +8,11 @@ import jsonpatch
 import pytest
 import yaml
 
-from kaptain_warden.policies.admission import AdmissionRequest, check_admission, plan_mutation
 from kaptain_warden.policies.loader import load_policy, load_policy_text
 from kaptain_warden.policies.owner import owner_label_value
+from kaptain_warden.policies.requests import AdmissionRequest
+from kaptain_warden.policies.stamping import plan_mutation
+from kaptain_warden.policies.validation import check_admission
 
 POLICY = load_policy()
 NOW = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

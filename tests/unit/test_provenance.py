@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 from factories import review
-from kaptain_warden.policies.admission import AdmissionRequest, check_admission, plan_mutation
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.provenance import (
@@ -17,6 +16,9 @@ from kaptain_warden.policies.provenance import (
     creator_pod,
     inherited_provenance,
 )
+from kaptain_warden.policies.requests import AdmissionRequest
+from kaptain_warden.policies.stamping import plan_mutation
+from kaptain_warden.policies.validation import check_admission
 from kaptain_warden.webhook.reviews import admission_request, read_envelope
 
 POLICY = load_policy()

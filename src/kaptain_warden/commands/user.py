@@ -264,7 +264,7 @@ def _run_extend(args: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
 
     from kaptain_warden.kube.client import METADATA_ONLY, resource_path
-    from kaptain_warden.policies.admission import duration_problems
+    from kaptain_warden.policies.contract import duration_problems
     from kaptain_warden.policies.expiry import rule_id_of
     from kaptain_warden.policies.timestamps import format_time, parse_time
     from kaptain_warden.sweeper.api import API_ERRORS, describe_error

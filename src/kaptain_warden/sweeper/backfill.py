@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kaptain_warden.kube.client import resource_path
-from kaptain_warden.policies.admission import plan_stamp
 from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.kinds import KnownKind
@@ -23,6 +22,7 @@ from kaptain_warden.policies.metadata import (
 )
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
+from kaptain_warden.policies.stamping import plan_stamp
 from kaptain_warden.policies.timestamps import format_time, parse_time
 from kaptain_warden.sweeper.api import (
     API_ERRORS,

@@ -13,11 +13,6 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from kaptain_warden.policies.admission import (
-    AdmissionRequest,
-    check_admission,
-    plan_mutation,
-)
 from kaptain_warden.policies.evaluate import (
     governs_kind,
     is_excluded_namespace,
@@ -27,6 +22,9 @@ from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.provenance import NO_PROVENANCE, Provenance, inherited_provenance
+from kaptain_warden.policies.requests import AdmissionRequest
+from kaptain_warden.policies.stamping import plan_mutation
+from kaptain_warden.policies.validation import check_admission
 from kaptain_warden.webhook import responses
 from kaptain_warden.webhook.metrics import CONTENT_TYPE, AdmissionMetrics
 from kaptain_warden.webhook.parents import NamespaceLabels, ParentResolver, ProvenanceLookup

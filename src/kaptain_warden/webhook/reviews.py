@@ -8,9 +8,9 @@ from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
-from kaptain_warden.policies.admission import AdmissionRequest, Operation
 from kaptain_warden.policies.kinds import api_version_of
 from kaptain_warden.policies.provenance import creator_pod
+from kaptain_warden.policies.requests import AdmissionRequest, Operation
 from kaptain_warden.webhook.settings import DEFAULT_MAX_BODY_BYTES
 
 API_VERSION: Final = "admission.k8s.io/v1"
