@@ -36,10 +36,10 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes import client as k8s
 
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.timestamps import format_time, parse_time
-from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.testing.controlplane import ControlPlane

@@ -182,11 +182,10 @@ def populate(plane: ControlPlane, total: int, tag: str) -> int:
 CHILD = """
 import json, sys, time
 from datetime import UTC, datetime
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import load_api_client
 from kaptain_warden.policies.loader import load_policy
-from kaptain_warden.sweeper.api import KubeApi
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.settings import SweeperSettings
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json, resource_path
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.loader import DEFAULT_POLICY_NAME, load_policy_text
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.settings import SweeperSettings
@@ -213,7 +213,7 @@ def exists(api: k8s.ApiClient, namespace: str, obj: dict[str, Any]) -> dict[str,
         found: dict[str, Any] = request_json(
             api, "GET", path_of(obj, namespace, obj["metadata"]["name"])
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             return None
         raise

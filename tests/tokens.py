@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.testing.controlplane import ControlPlane
 
 
@@ -27,7 +27,7 @@ def service_account_kubeconfig(
             f"/api/v1/namespaces/{namespace}/serviceaccounts",
             body={"metadata": {"name": name}},
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:
             raise
     review = request_json(

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.stamping import REINVOCATION_WINDOW
@@ -136,10 +136,10 @@ def create(
 
 
 def denial(api: k8s.ApiClient, kind: str, namespace: str, obj: dict[str, Any]) -> str:
-    with pytest.raises(ApiException) as info:
+    with pytest.raises(ApiError) as info:
         create(api, kind, namespace, obj)
-    assert info.value.status == 403, info.value.body
-    return json.loads(info.value.body)["message"]
+    assert info.value.status == 403, str(info.value)
+    return info.value.message
 
 
 EXPECTED = [
@@ -250,7 +250,7 @@ def test_generate_name_objects_are_stamped(notebook, profile):
 def test_server_side_dry_run_is_stamped_and_persists_nothing(notebook, profile):
     created = create(notebook, "Secret", profile, body("Secret", "dry"), dryRun="All")
     assert created["metadata"]["labels"][KEYS.managed] == "true"
-    with pytest.raises(ApiException) as info:
+    with pytest.raises(ApiError) as info:
         get_json(notebook, PATHS["Secret"].format(ns=profile) + "/dry")
     assert info.value.status == 404
 
@@ -648,9 +648,9 @@ def test_failure_policy_when_the_webhook_is_down(warden, notebook, kube_admin, p
     create(notebook, "TFJob", profile, body("TFJob", "running"))
     warden.stop_server()
     try:
-        with pytest.raises(ApiException) as info:
+        with pytest.raises(ApiError) as info:
             create(notebook, "Secret", profile, body("Secret", "while-down"))
-        assert "failed calling webhook" in str(info.value.body)
+        assert "failed calling webhook" in info.value.message
         patched = status_update(kube_admin, "TFJob", profile, "running")
         assert patched["status"]["conditions"][0]["type"] == "Succeeded"
 
@@ -661,7 +661,7 @@ def test_failure_policy_when_the_webhook_is_down(warden, notebook, kube_admin, p
                 created = create(
                     notebook, "Secret", profile, body("Secret", f"ignored-{uuid.uuid4().hex[:6]}")
                 )
-            except ApiException:
+            except ApiError:
                 continue
             deadline_ok = True
             break
@@ -681,7 +681,7 @@ def test_a_stopped_stack_leaves_no_process_and_no_files(control_plane):
     assert not work_dir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(server_pid, 0)
-    with control_plane.api_client() as admin, pytest.raises(ApiException) as info:
+    with control_plane.api_client() as admin, pytest.raises(ApiError) as info:
         get_json(
             admin, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/short-lived"
         )

@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 
 from kaptain_warden.certs.bootstrap import CertificateManager, CertsSettings, SyncResult
 from kaptain_warden.certs.rotation import BUNDLE_GENERATION
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.testing.controlplane import ControlPlane
 
@@ -41,7 +42,7 @@ def race(control_plane: ControlPlane, make_settings: Any, replicas: int) -> list
 
     def replica(index: int) -> None:
         with control_plane.api_client() as api_client:
-            manager = CertificateManager(api_client, make_settings(index))
+            manager = CertificateManager(KubeApi(api_client), make_settings(index))
             barrier.wait()
             try:
                 results[index] = manager.sync()
@@ -106,7 +107,9 @@ def test_the_bundle_is_published_into_both_webhook_configurations(
     control_plane, kube_admin, namespace, webhooks
 ):
     with control_plane.api_client() as api_client:
-        result = CertificateManager(api_client, settings(namespace, webhooks=webhooks)).sync()
+        result = CertificateManager(
+            KubeApi(api_client), settings(namespace, webhooks=webhooks)
+        ).sync()
     assert result.published
     generation = str(result.material.generation)
     assert bundles(kube_admin, webhooks) == [(result.material.bundle_pem, generation)] * 2
@@ -116,7 +119,7 @@ def test_a_replica_with_an_older_bundle_never_writes_it_back(
     control_plane, kube_admin, namespace, webhooks
 ):
     with control_plane.api_client() as api_client:
-        manager = CertificateManager(api_client, settings(namespace, webhooks=webhooks))
+        manager = CertificateManager(KubeApi(api_client), settings(namespace, webhooks=webhooks))
         manager.sync()
     # Another replica has since published generation 99 (a bundle this one never read).
     newer = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnewer\n").decode()
@@ -137,7 +140,9 @@ def test_a_replica_with_an_older_bundle_never_writes_it_back(
             content_type="application/json-patch+json",
         )
     with control_plane.api_client() as api_client:
-        result = CertificateManager(api_client, settings(namespace, webhooks=webhooks)).sync()
+        result = CertificateManager(
+            KubeApi(api_client), settings(namespace, webhooks=webhooks)
+        ).sync()
     assert not result.published
     assert {generation for _, generation in bundles(kube_admin, webhooks)} == {"99"}
 

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from helm_chart import CHART, CHART_CRDS, CI_VALUES, render, run_helm
 from kaptain_warden.certs.bootstrap import CertificateManager, CertsSettings, unregister_webhooks
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +153,7 @@ def test_helm_install_bootstrap_upgrade_keeps_the_ca_and_the_cleanup_hook_unregi
     )
     user, groups = service_account(namespace, f"{fullname}-webhook")
     with control_plane.impersonating_api_client(user, groups) as as_webhook:
-        first = CertificateManager(as_webhook, settings).sync()
+        first = CertificateManager(KubeApi(as_webhook), settings).sync()
     assert first.changes == ("created a CA",) and first.published
 
     helm(
@@ -179,7 +180,7 @@ def test_helm_install_bootstrap_upgrade_keeps_the_ca_and_the_cleanup_hook_unregi
         assert hook["timeoutSeconds"] == 7 and hook["failurePolicy"] == "Fail"
         assert hook["clientConfig"]["caBundle"] == bundle
     with control_plane.impersonating_api_client(user, groups) as as_webhook:
-        again = CertificateManager(as_webhook, settings).sync()
+        again = CertificateManager(KubeApi(as_webhook), settings).sync()
     assert again.changes == () and again.published
 
     cleanup_user, cleanup_groups = service_account(namespace, f"{fullname}-cleanup")
@@ -192,13 +193,15 @@ def test_helm_install_bootstrap_upgrade_keeps_the_ca_and_the_cleanup_hook_unregi
     ]
     kubectl_create(control_plane, hooks)
     with control_plane.impersonating_api_client(cleanup_user, cleanup_groups) as as_cleanup:
-        deleted = unregister_webhooks(as_cleanup, mutating=fullname, validating=fullname)
+        deleted = unregister_webhooks(KubeApi(as_cleanup), mutating=fullname, validating=fullname)
         assert deleted == [
             f"mutatingwebhookconfigurations/{fullname}",
             f"validatingwebhookconfigurations/{fullname}",
         ]
-        assert unregister_webhooks(as_cleanup, mutating=fullname, validating=fullname) == []
-        with pytest.raises(ApiException) as denied:
+        assert (
+            unregister_webhooks(KubeApi(as_cleanup), mutating=fullname, validating=fullname) == []
+        )
+        with pytest.raises(ApiError) as denied:
             request_json(as_cleanup, "DELETE", f"/api/v1/namespaces/{namespace}/secrets/x")
         assert denied.value.status == 403
     # --no-hooks: the hook Job would wait for a kubelet this control plane does not have.

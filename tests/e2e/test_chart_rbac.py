@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from helm_chart import CHART, run_helm
 from kaptain_warden.kube.client import METADATA_LIST_ONLY, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.testing.controlplane import ControlPlane
 
@@ -211,7 +211,7 @@ def test_real_requests_as_the_sweeper_match_the_reviews(installed, kube_admin):
                 None,
             ),
         ):
-            with pytest.raises(ApiException) as denied:
+            with pytest.raises(ApiError) as denied:
                 request_json(sweeper, method, path, body=body)
             assert denied.value.status == 403, (method, path)
 

@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from factories import inference_service, job, secret, tfjob
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import get_json, load_api_client, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.kube.provenance import ProvenanceResolver
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.provenance import CreatorPod
 from kaptain_warden.policies.timestamps import parse_time
-from kaptain_warden.sweeper.api import KubeApi
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.testing.controlplane import ControlPlane, install_crds
@@ -108,7 +108,7 @@ def crds(kube_admin: k8s.ApiClient) -> Iterator[None]:
     def unserved() -> bool:
         try:
             get_json(kube_admin, "/apis/kubeflow.org/v1/notebooks")
-        except ApiException as exc:
+        except ApiError as exc:
             return exc.status == 404
         return False
 
@@ -340,7 +340,7 @@ def test_when_the_notebook_pod_is_gone_its_build_objects_go_after_the_grace_not_
     def pod_gone() -> bool:
         try:
             get_json(kube_admin, f"{pods}/alice-nb-0")
-        except ApiException as exc:
+        except ApiError as exc:
             return exc.status == 404
         return False
 
@@ -388,7 +388,7 @@ def test_when_the_notebook_pod_is_gone_its_build_objects_go_after_the_grace_not_
     assert f"creator Pod alice-nb-0 gone since {recorded}" in decided["Secret/s3-creds"].reason
     assert decided["Job/build-image"].action == "delete"
     assert decided["TFJob/mnist"].action == "keep"
-    with pytest.raises(ApiException) as missing:
+    with pytest.raises(ApiError) as missing:
         get_json(kube_admin, f"{secrets}/s3-creds")
     assert missing.value.status == 404
     get_json(kube_admin, f"/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs/mnist")
@@ -531,7 +531,7 @@ def _allowed(create: Any) -> Any:
     def attempt() -> Any:
         try:
             return create()
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 403:
                 return None
             raise

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.timestamps import format_time
@@ -108,7 +108,7 @@ def _waited(world, probe: Callable[[], T], what: str) -> T:
 def _get(client: k8s.ApiClient, path: str) -> dict[str, Any] | None:
     try:
         return get_json(client, path)
-    except ApiException as error:
+    except ApiError as error:
         if error.status == 404:
             return None
         raise

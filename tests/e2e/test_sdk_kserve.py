@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.notebook import Notebook
 from notebook_kit import (
@@ -136,7 +136,7 @@ def ready_status(namespace: str, generation: int, revision: int) -> dict[str, An
 def generation_of(kube_admin: k8s.ApiClient, path: str, wanted: int) -> bool:
     try:
         return read(kube_admin, path)["metadata"].get("generation") == wanted
-    except ApiException as error:
+    except ApiError as error:
         if error.status == 404:
             return False
         raise

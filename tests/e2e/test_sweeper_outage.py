@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client as k8s
 
-from kaptain_warden.sweeper.api import KubeApi
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.sweeper.loop import CycleReport, Sweeper, run_forever
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError

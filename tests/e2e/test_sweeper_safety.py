@@ -11,6 +11,7 @@ from kubernetes import client as k8s
 
 from kaptain_warden.install.rbac import sweeper_cluster_rules
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.loader import load_policy_text
 from polling import eventually
 from sweeper_kit import (
@@ -156,7 +157,7 @@ def test_least_privilege_rbac_suffices(control_plane, kube_admin, namespace):
             def authorized() -> bool:  # RBAC caches take a moment to see a new binding
                 try:
                     request_json(as_sweeper, "GET", f"/api/v1/namespaces/{namespace}/pods")
-                except k8s.ApiException:
+                except ApiError:
                     return False
                 return True
 

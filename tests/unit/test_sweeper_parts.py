@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 import pytest
 import urllib3
-from kubernetes.client.exceptions import ApiException
 
+from kaptain_warden.kube.errors import ApiError
+from kaptain_warden.kube.leases import RoutineElectionFilter
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.kinds import known_kind
 from kaptain_warden.sweeper.deleter import (
     Candidate,
@@ -22,8 +24,7 @@ from kaptain_warden.sweeper.deleter import (
     is_unavailable,
     run_deletions,
 )
-from kaptain_warden.sweeper.leader import LeaseSettings, _RoutineElectionFilter
-from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
+from kaptain_warden.sweeper.leader import LeaseSettings
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
 
@@ -32,10 +33,10 @@ SECRET = known_kind("v1", "Secret")
 assert SECRET is not None
 
 
-def api_error(status: int, message: str = "") -> ApiException:
-    exc = ApiException(status=status, reason="Reason")
-    exc.body = orjson.dumps({"message": message}).decode() if message else None
-    return exc
+def api_error(status: int, message: str = "") -> ApiError:
+    return ApiError.from_answer(
+        status, "Reason", orjson.dumps({"message": message}).decode() if message else None
+    )
 
 
 class ScriptedApi:
@@ -116,7 +117,7 @@ def test_a_list_that_keeps_expiring_gives_up():
             raise api_error(410)
         return page(["a"], "t1")
 
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(ApiError) as raised:
         list_all(ScriptedApi(answer), REQUEST)  # type: ignore[arg-type]
     assert raised.value.status == 410
 
@@ -248,7 +249,12 @@ def test_expected_and_unexpected_refusals(status, outcome, counted):
 
 @pytest.mark.parametrize(
     "error",
-    [api_error(429), api_error(503), urllib3.exceptions.MaxRetryError(None, "/", None)],
+    [
+        api_error(429),
+        api_error(503),
+        # What the door raises when the connection fails (no answer, no status).
+        ApiError.from_exception(urllib3.exceptions.MaxRetryError(None, "/", None)),
+    ],
 )
 def test_a_struggling_api_server_stops_the_phase_until_next_cycle(error):
     def answer(method, path, kw):
@@ -327,8 +333,9 @@ def test_a_failed_event_does_not_fail_the_deletion():
 
 def test_transient_means_not_now():
     assert is_transient(api_error(500))
-    assert is_transient(OSError("connection refused"))
-    assert is_unavailable(OSError("connection refused")) and is_unavailable(api_error(503))
+    refused = ApiError.from_exception(OSError("connection refused"))
+    assert is_transient(refused)
+    assert is_unavailable(refused) and is_unavailable(api_error(503))
     assert not is_unavailable(api_error(500)) and not is_unavailable(api_error(403))
     assert not is_transient(api_error(403))
     assert not is_transient(api_error(422))
@@ -439,4 +446,4 @@ def test_lease_settings_are_checked_before_the_client_would_exit():
 )
 def test_the_clients_routine_election_lines_are_dropped_and_failures_kept(message, shown):
     record = logging.LogRecord("leaderelection", logging.INFO, "", 0, message, None, None)
-    assert _RoutineElectionFilter().filter(record) is shown
+    assert RoutineElectionFilter().filter(record) is shown

@@ -36,9 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from kaptain_warden.certs.rotation import (
     BUNDLE_GENERATION,
     CA_BUNDLE,
@@ -48,7 +45,9 @@ from kaptain_warden.certs.rotation import (
     TlsMaterial,
     next_step,
 )
-from kaptain_warden.kube.client import request_json, resource_path
+from kaptain_warden.kube.api import KubeApi
+from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +125,12 @@ class CertificateManager:
 
     def __init__(
         self,
-        api_client: k8s.ApiClient,
+        api: KubeApi,
         settings: CertsSettings,
         *,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
-        self._api = api_client
+        self._api = api
         self._settings = settings
         self._clock = clock
 
@@ -148,10 +147,10 @@ class CertificateManager:
 
     def _read_secret(self) -> dict[str, Any] | None:
         try:
-            secret: dict[str, Any] = request_json(
-                self._api, "GET", self._secret_path(), timeout=_REQUEST_TIMEOUT
+            secret: dict[str, Any] = self._api.request(
+                "GET", self._secret_path(), timeout=_REQUEST_TIMEOUT
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -173,8 +172,7 @@ class CertificateManager:
                 "type": "Opaque",
                 "data": encoded,
             }
-            request_json(
-                self._api,
+            self._api.request(
                 "POST",
                 self._secret_path(named=False),
                 body=body,
@@ -187,7 +185,7 @@ class CertificateManager:
         metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
         body["metadata"] = metadata
         body["data"] = encoded
-        request_json(self._api, "PUT", self._secret_path(), body=body, timeout=_REQUEST_TIMEOUT)
+        self._api.request("PUT", self._secret_path(), body=body, timeout=_REQUEST_TIMEOUT)
 
     # -- the webhook configurations ------------------------------------------------------------
 
@@ -220,8 +218,8 @@ class CertificateManager:
     def _publish_one(self, path: str, material: TlsMaterial) -> bool:
         wanted = base64.b64encode(material.bundle_pem).decode("ascii")
         try:
-            config = request_json(self._api, "GET", path, timeout=_REQUEST_TIMEOUT)
-        except ApiException as exc:
+            config = self._api.request("GET", path, timeout=_REQUEST_TIMEOUT)
+        except ApiError as exc:
             if exc.status == 404:
                 logger.warning("%s does not exist (yet): its caBundle cannot be set", path)
                 return False
@@ -263,15 +261,14 @@ class CertificateManager:
                 }
             )
         try:
-            request_json(
-                self._api,
+            self._api.request(
                 "PATCH",
                 path,
                 body=patch,
                 content_type="application/json-patch+json",
                 timeout=_REQUEST_TIMEOUT,
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status in (409, 422):  # the object moved since we read it: next pass
                 logger.info("%s changed while its caBundle was being set; retrying later", path)
                 return False
@@ -286,7 +283,7 @@ class CertificateManager:
 
         Raises:
             CertsError: when the Secret keeps moving under us for too many rounds.
-            ApiException: for API errors other than the expected races.
+            ApiError: for API errors other than the expected races.
         """
         changes: list[str] = []
         for _ in range(_MAX_ROUNDS):
@@ -311,7 +308,7 @@ class CertificateManager:
                 return SyncResult(material, tuple(changes), published, written)
             try:
                 self._store(secret, step.material)
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status != 409:
                     raise
                 logger.info("another replica changed the certificate Secret first; re-reading")
@@ -468,9 +465,7 @@ def serve_health(watcher: Watcher, port: int, host: str = "0.0.0.0") -> http.ser
     return server
 
 
-def unregister_webhooks(
-    api_client: k8s.ApiClient, *, mutating: str | None, validating: str | None
-) -> list[str]:
+def unregister_webhooks(api: KubeApi, *, mutating: str | None, validating: str | None) -> list[str]:
     """Delete the two webhook configurations (absent ones are fine); the names deleted."""
     deleted = []
     for resource, name in (
@@ -481,8 +476,8 @@ def unregister_webhooks(
             continue
         path = resource_path(group=_ADMISSION_GROUP, version="v1", resource=resource, name=name)
         try:
-            request_json(api_client, "DELETE", path, timeout=_REQUEST_TIMEOUT)
-        except ApiException as exc:
+            api.request("DELETE", path, timeout=_REQUEST_TIMEOUT)
+        except ApiError as exc:
             if exc.status != 404:
                 raise
             continue

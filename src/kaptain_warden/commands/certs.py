@@ -83,6 +83,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     import logging
 
     from kaptain_warden.certs.bootstrap import CertificateManager
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 
     _configure_logging(args)
@@ -92,7 +93,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kaptain-warden certs bootstrap: {exc}", file=sys.stderr)
         return 2
-    manager = CertificateManager(load_api_client(args.kubeconfig), settings)
+    manager = CertificateManager(KubeApi(load_api_client(args.kubeconfig)), settings)
     deadline = time.monotonic() + args.timeout
     files_ready = False
     while True:
@@ -121,6 +122,7 @@ def _watch(args: argparse.Namespace) -> int:
     import logging
 
     from kaptain_warden.certs.bootstrap import CertificateManager, Watcher, serve_health
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 
     _configure_logging(args)
@@ -139,7 +141,7 @@ def _watch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    manager = CertificateManager(load_api_client(args.kubeconfig), settings)
+    manager = CertificateManager(KubeApi(load_api_client(args.kubeconfig)), settings)
     watcher = Watcher(manager, interval=args.interval, stale_after=args.stale_after)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -163,10 +165,11 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _unregister(args: argparse.Namespace) -> int:
     from kaptain_warden.certs.bootstrap import unregister_webhooks
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 
     deleted = unregister_webhooks(
-        load_api_client(args.kubeconfig),
+        KubeApi(load_api_client(args.kubeconfig)),
         mutating=args.mutating_webhook,
         validating=args.validating_webhook,
     )

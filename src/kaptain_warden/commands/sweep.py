@@ -17,8 +17,8 @@ from kaptain_warden.commands.options import (
 )
 
 if TYPE_CHECKING:
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.policies.model import Policy
-    from kaptain_warden.sweeper.api import KubeApi
     from kaptain_warden.sweeper.settings import SweeperSettings
 
 #: Exit status when the API server cannot be reached or the pass could not read everything.
@@ -318,7 +318,8 @@ def _sweeper(policy: Policy, settings: SweeperSettings, api: KubeApi, metrics: A
 def _run_sweep(args: argparse.Namespace) -> int:
     import logging
 
-    from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
+    from kaptain_warden.kube.api import KubeApi
+    from kaptain_warden.kube.errors import ApiError, describe_error
     from kaptain_warden.sweeper.report import render_json, render_table
 
     now = datetime.now(UTC)
@@ -340,7 +341,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         api = KubeApi(api_client, timeout=settings.request_timeout)
         try:
             api.get("/version")
-        except API_ERRORS as exc:
+        except ApiError as exc:
             print(
                 f"kaptain-warden sweep: cannot reach the Kubernetes API server at {api.host}: "
                 f"{describe_error(exc)}; nothing was deleted",
@@ -385,7 +386,7 @@ def _run_sweeper(args: argparse.Namespace) -> int:
     import threading
     import uuid
 
-    from kaptain_warden.sweeper.api import KubeApi
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.sweeper.leader import LeaderElector, LeaseSettings
     from kaptain_warden.sweeper.loop import run_forever
     from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
@@ -434,7 +435,7 @@ def _run_sweeper(args: argparse.Namespace) -> int:
             return 1
     elector = None
     if lease is not None:
-        elector = LeaderElector(api_client, api, lease, metrics=metrics).start()
+        elector = LeaderElector(api, lease, metrics=metrics).start()
     else:
         metrics.leader.set(1)
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from kaptain_warden.commands.options import add_policy_option, env_default
 
 if TYPE_CHECKING:
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.policies.kinds import KnownKind
     from kaptain_warden.policies.model import Policy
-    from kaptain_warden.sweeper.api import KubeApi
     from kaptain_warden.sweeper.report import ReportEntry
 
 #: Exit status when some kind could not be read (the listing shows the rest).
@@ -107,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _connect(args: argparse.Namespace) -> tuple[Policy, KubeApi, str] | int:
+    from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import KubeConfigError, current_namespace, load_api_client
     from kaptain_warden.policies.loader import PolicyError, load_policy
-    from kaptain_warden.sweeper.api import KubeApi
 
     try:
         policy = load_policy(args.policy)
@@ -134,9 +134,9 @@ def _whoami(api: KubeApi) -> str:
 def _run_ls(args: argparse.Namespace) -> int:
     import logging
 
+    from kaptain_warden.kube.errors import ApiError, describe_error
     from kaptain_warden.policies.durations import DurationError, parse_duration
     from kaptain_warden.policies.owner import owner_label_value
-    from kaptain_warden.sweeper.api import API_ERRORS, describe_error
     from kaptain_warden.sweeper.loop import Sweeper
     from kaptain_warden.sweeper.settings import SweeperSettings
 
@@ -163,7 +163,7 @@ def _run_ls(args: argparse.Namespace) -> int:
             resolve_owner=lambda _namespace, _obj: None,
         )
         report = sweeper.run_once(now=now)
-    except API_ERRORS as exc:
+    except ApiError as exc:
         print(f"kaptain-warden ls: {describe_error(exc)}", file=sys.stderr)
         return 1
     entries = report.entries
@@ -261,13 +261,11 @@ def _resolve_kind(policy: Policy, text: str) -> list[KnownKind]:
 
 
 def _run_extend(args: argparse.Namespace) -> int:
-    from kubernetes.client.exceptions import ApiException
-
     from kaptain_warden.kube.client import METADATA_ONLY, resource_path
+    from kaptain_warden.kube.errors import ApiError, describe_error
     from kaptain_warden.policies.contract import duration_problems
     from kaptain_warden.policies.expiry import rule_id_of
     from kaptain_warden.policies.timestamps import format_time, parse_time
-    from kaptain_warden.sweeper.api import API_ERRORS, describe_error
 
     kind_text, slash, name = args.target.partition("/")
     if not slash or not kind_text or not name:
@@ -295,12 +293,9 @@ def _run_extend(args: argparse.Namespace) -> int:
         )
         try:
             obj = api.get(path, accept=METADATA_ONLY)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 continue
-            print(f"kaptain-warden extend: {describe_error(exc)}", file=sys.stderr)
-            return 1
-        except API_ERRORS as exc:
             print(f"kaptain-warden extend: {describe_error(exc)}", file=sys.stderr)
             return 1
         found.append((kind, {"apiVersion": kind.api_version, "kind": kind.kind, **obj}, path))
@@ -330,7 +325,7 @@ def _run_extend(args: argparse.Namespace) -> int:
     body = {"metadata": {"annotations": {policy.keys.ttl: args.ttl}}}
     try:
         patched = api.request("PATCH", path, body=body, content_type="application/merge-patch+json")
-    except API_ERRORS as exc:
+    except ApiError as exc:
         print(f"kaptain-warden extend: refused: {describe_error(exc)}", file=sys.stderr)
         return 1
     annotations = (patched.get("metadata") or {}).get("annotations") or {}

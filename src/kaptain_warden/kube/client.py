@@ -12,7 +12,8 @@ import orjson
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
+
+from kaptain_warden.kube.errors import CLIENT_ERRORS, ApiError
 
 # Accept header for metadata-only reads and lists: the API server answers with
 # PartialObjectMetadata(List), so Secret data and large specs never cross the wire.
@@ -143,27 +144,28 @@ def request_json(
     """Send one request and decode the JSON answer ourselves.
 
     Building the client's model objects costs more than the request for large lists; a plain
-    dict is all the callers need. Non-2xx answers raise the client's `ApiException` subclasses
-    (404 NotFoundException, 409 ConflictException, 5xx ServiceException, ...).
+    dict is all the callers need. Every failure raises `ApiError`: a non-2xx answer with its
+    status (404, 409, 5xx, ...), no answer or an undecodable one with none.
     """
     headers = {"Accept": accept}
     if body is not None:
         headers["Content-Type"] = content_type
-    serialized = api_client.param_serialize(
-        method,
-        path,
-        query_params=query or [],
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = api_client.call_api(*serialized, _request_timeout=timeout)
-    data = response.read()
-    if not 200 <= response.status <= 299:
-        raise ApiException.from_response(
-            http_resp=response, body=data.decode("utf-8", "replace") if data else None, data=None
+    try:
+        serialized = api_client.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
-    return orjson.loads(data) if data else None
+        response = api_client.call_api(*serialized, _request_timeout=timeout)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiError.from_answer(response.status, response.reason, data)
+        return orjson.loads(data) if data else None
+    except CLIENT_ERRORS as exc:
+        raise ApiError.from_exception(exc) from exc
 
 
 def get_json(

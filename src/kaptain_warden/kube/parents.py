@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
 from kaptain_warden.policies.kinds import KATIB_TRIAL, KNOWN_KINDS, KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
@@ -124,9 +123,9 @@ class ParentOwnerResolver:
                 f"parent lookup of {namespace}/{_name_of(obj)} ran out of its "
                 f"{self._budget * 1000:.0f} ms budget"
             ) from exc
-        except (ApiException, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+        except ApiError as exc:
             raise ParentLookupError(
-                f"parent lookup of {namespace}/{_name_of(obj)} failed: {_describe(exc)}"
+                f"parent lookup of {namespace}/{_name_of(obj)} failed: {describe_error(exc)}"
             ) from exc
         if entry is None or entry.owner is None:
             return None
@@ -177,7 +176,7 @@ class ParentOwnerResolver:
                 meta = get_json(
                     self._api, path, accept=METADATA_ONLY, timeout=self._remaining(deadline)
                 )
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status != 404:
                     raise
                 entry = _Entry(now + self._negative_ttl, None, ())
@@ -218,9 +217,3 @@ def _name_of(obj: Mapping[str, Any]) -> str:
     if isinstance(metadata, Mapping):
         return str(metadata.get("name") or metadata.get("generateName") or "")
     return ""
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
-    return f"{type(exc).__name__}: {exc}"

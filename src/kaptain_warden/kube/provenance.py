@@ -17,11 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.metadata import (
     KUBEFLOW_PROFILE_GROUP,
     KUBEFLOW_PROFILE_RESOURCE,
@@ -37,7 +36,8 @@ from kaptain_warden.policies.provenance import CreatorPod, Provenance, is_proven
 
 logger = logging.getLogger(__name__)
 
-_FAILURES = (ApiException, OSError, ValueError, TimeoutError, urllib3.exceptions.HTTPError)
+# An API error, or the review's deadline passed before a request could go.
+_FAILURES = (ApiError, TimeoutError)
 
 
 class _OutOfTimeError(TimeoutError):
@@ -124,7 +124,7 @@ class ProvenanceResolver:
         accept = METADATA_ONLY if metadata_only else "application/json"
         try:
             found = get_json(self._api, path, accept=accept, timeout=remaining)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -203,10 +203,9 @@ def _controller(obj: Mapping[str, Any], api_version: str, kind: str) -> tuple[st
 
 
 def _log_failure(what: str, namespace: str, pod: CreatorPod, exc: Exception) -> None:
-    reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, ApiException) else repr(exc)
     logger.warning(
         "provenance lookup of the %s failed; the object goes without it: %s",
         what,
-        reason,
+        describe_error(exc),
         extra={"namespace": namespace, "pod": pod.name, "pod_uid": pod.uid},
     )

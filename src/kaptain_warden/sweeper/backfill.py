@@ -9,7 +9,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from kaptain_warden.kube.api import KubeApi, patch_listed
 from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error, error_status
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.evaluate import Subject, find_backfill_rule
 from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.kinds import KnownKind
@@ -24,14 +27,6 @@ from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.stamping import plan_stamp
 from kaptain_warden.policies.timestamps import format_time, parse_time
-from kaptain_warden.sweeper.api import (
-    API_ERRORS,
-    KubeApi,
-    describe_error,
-    error_status,
-    patch_listed,
-)
-from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.report import ReportEntry
 
 __all__ = [
@@ -126,7 +121,7 @@ class NamespaceOwners:
         path = resource_path(group="", version="v1", resource="namespaces", name=namespace)
         try:
             ns = self._api.get(path)
-        except API_ERRORS as exc:
+        except ApiError as exc:
             return _Namespace(
                 None, None, f"cannot read namespace {namespace}: {describe_error(exc)}"
             )
@@ -140,7 +135,7 @@ class NamespaceOwners:
         )
         try:
             profile = self._api.get(profile_path)
-        except API_ERRORS as exc:
+        except ApiError as exc:
             if error_status(exc) != 404:  # 404: no such Profile, or Profiles are not served
                 return _Namespace(
                     labels, None, f"cannot read Profile {namespace}: {describe_error(exc)}"
@@ -196,7 +191,7 @@ def backfill(
             objects = _list_unmanaged(api, kind, policy, namespaces, page_size)
         except KindNotServedError:
             continue
-        except API_ERRORS as exc:
+        except ApiError as exc:
             result.errors.append(f"backfill: listing {kind.resource}: {describe_error(exc)}")
             logger.warning(
                 "backfill could not list %s: %s",
@@ -226,7 +221,7 @@ def backfill(
                 )
             except Exception as exc:  # one object never stops the backfill
                 where = {"kind": kind.kind, "namespace": namespace, "object": meta.get("name")}
-                if isinstance(exc, API_ERRORS):
+                if isinstance(exc, ApiError):
                     logger.warning(
                         "backfill failed for this object: %s", describe_error(exc), extra=where
                     )

@@ -9,16 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from kaptain_warden.kube.api import KubeApi, patch_listed
+from kaptain_warden.kube.errors import ApiError, describe_error
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.api import (
-    API_ERRORS,
-    KubeApi,
-    describe_error,
-    patch_listed,
-)
-from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.report import ReportEntry
 
 __all__ = ["LivePods", "RecordOutcome", "find_live_pods", "record_creator_gone"]
@@ -62,7 +58,7 @@ def find_live_pods(api: KubeApi, *, namespaces: Iterable[str], page_size: int = 
             pods = list_all(api, request)
         except KindNotServedError as exc:
             error = exc
-        except API_ERRORS as exc:
+        except ApiError as exc:
             error = exc
         if error is not None:
             result.unreadable[namespace] = (
@@ -116,7 +112,7 @@ def record_creator_gone(
             resource_version=resource_version,
             annotations={keys.creator_gone_at: format_time(seen)},
         )
-    except API_ERRORS as exc:
+    except ApiError as exc:
         logger.warning(
             "could not record creator-gone-at; the next pass tries again: %s",
             describe_error(exc),

@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.policies.expiry import Cause
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import PropagationPolicy
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.events import record_event
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import Outcome, ReportEntry
@@ -150,7 +151,7 @@ class Deleter:
         transient = False
         try:
             self._api.request("DELETE", path, body=body)
-        except API_ERRORS as exc:
+        except ApiError as exc:
             status = error_status(exc)
             outcome: Outcome
             if status == 404:

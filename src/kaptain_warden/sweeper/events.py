@@ -7,8 +7,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
+from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.sweeper.report import ReportEntry
 
 __all__ = ["REPORTING_CONTROLLER", "record_event"]
@@ -61,7 +62,7 @@ def record_event(
     )
     try:
         api.request("POST", path, body=event)
-    except API_ERRORS as exc:
+    except ApiError as exc:
         logger.warning(
             "could not record an Event (%s): %s",
             reason,

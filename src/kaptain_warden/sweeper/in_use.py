@@ -6,14 +6,15 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kaptain_warden.kube.api import KubeApi
+from kaptain_warden.kube.errors import ApiError, describe_error
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.secret_refs import (
     HOLDER_KINDS,
     HolderKind,
     secret_references,
     volume_secret_references,
 )
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
-from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 
 __all__ = ["SecretHolders", "find_secret_holders"]
 
@@ -55,7 +56,7 @@ def find_secret_holders(
     for holder in (h for h in HOLDER_KINDS if h.cluster_scoped):
         try:
             _index_volumes(api, holder, page_size, volumes)
-        except API_ERRORS as exc:
+        except ApiError as exc:
             if volumes_optional and getattr(exc, "status", None) == 403:
                 logger.warning(
                     "may not list %s: this dry run does not count the Secrets they use",
@@ -87,7 +88,7 @@ def find_secret_holders(
                 objects = list_all(api, request)
             except KindNotServedError:
                 continue
-            except API_ERRORS as exc:
+            except ApiError as exc:
                 result.unreadable[namespace] = (
                     f"could not list {holder.resource} in {namespace}: {describe_error(exc)}"
                 )

@@ -7,39 +7,16 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kubernetes import client as k8s
-from kubernetes.leaderelection import electionconfig, leaderelection
-from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
-
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error
+from kaptain_warden.kube.leases import JITTER, quiet_routine_election_lines, run_election
 from kaptain_warden.policies.timestamps import parse_time
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 
 __all__ = ["LeaderElector", "LeaseSettings"]
 
 logger = logging.getLogger(__name__)
-
-# The client's `Config` demands renew_deadline > 1.2 x retry_period (its jitter factor).
-_JITTER = 1.2
-# What the client's election logs at INFO on every retry period (every 2 s, on every replica);
-# our own lines say who leads. Its failures ("Failed to create lock as ...") still pass.
-_ROUTINE_ELECTION_LINES = (
-    "is a follower",
-    "yet to finish lease_duration",
-    "successfully acquired lease",
-    "is trying to create a lock",
-    "has entered renew loop",
-    "stopped leading",
-)
-
-
-class _RoutineElectionFilter(logging.Filter):
-    """Drops the client's per-retry chatter, keeps what says something went wrong."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(line in message for line in _ROUTINE_ELECTION_LINES)
 
 
 @dataclass(frozen=True)
@@ -61,7 +38,7 @@ class LeaseSettings:
         # The client's Config calls sys.exit() on these; say what is wrong instead.
         if self.retry_period < 1:
             raise ValueError("--retry-period must be at least 1 second")
-        if self.renew_deadline <= _JITTER * self.retry_period:
+        if self.renew_deadline <= JITTER * self.retry_period:
             raise ValueError("--renew-deadline must be more than 1.2 x --retry-period")
         if self.lease_duration <= self.renew_deadline:
             raise ValueError("--lease-duration must be more than --renew-deadline")
@@ -78,13 +55,11 @@ class LeaderElector:
 
     def __init__(
         self,
-        api_client: k8s.ApiClient,
         api: KubeApi,
         settings: LeaseSettings,
         *,
         metrics: SweeperMetrics | None = None,
     ) -> None:
-        self._api_client = api_client
         self._api = api
         self.settings = settings
         self._metrics = metrics
@@ -95,9 +70,7 @@ class LeaderElector:
 
     def start(self) -> LeaderElector:
         """Join the election in the background."""
-        election_log = logging.getLogger("leaderelection")
-        if not any(isinstance(f, _RoutineElectionFilter) for f in election_log.filters):
-            election_log.addFilter(_RoutineElectionFilter())
+        quiet_routine_election_lines()
         self._thread.start()
         return self
 
@@ -119,7 +92,7 @@ class LeaderElector:
         )
         try:
             lease = self._api.get(path)
-        except API_ERRORS as exc:
+        except ApiError as exc:
             return f"cannot read Lease {s.namespace}/{s.name}: {describe_error(exc)}"
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
@@ -138,20 +111,19 @@ class LeaderElector:
     def _run(self) -> None:
         s = self.settings
         while True:
-            lock = LeaseLock(s.name, s.namespace, s.identity)
-            # LeaseLock builds its API object from the default configuration; use ours.
-            lock.api_instance = k8s.CoordinationV1Api(self._api_client)
-            config = electionconfig.Config(
-                lock=lock,
-                lease_duration=s.lease_duration,
-                renew_deadline=s.renew_deadline,
-                retry_period=s.retry_period,
-                onstarted_leading=self._started,
-                onstopped_leading=self._stopped,
-            )
             try:
                 # Returns when this replica led and then failed to renew in time.
-                leaderelection.LeaderElection(config).run()
+                run_election(
+                    self._api,
+                    namespace=s.namespace,
+                    name=s.name,
+                    identity=s.identity,
+                    lease_duration=s.lease_duration,
+                    renew_deadline=s.renew_deadline,
+                    retry_period=s.retry_period,
+                    on_started=self._started,
+                    on_stopped=self._stopped,
+                )
             except Exception as exc:  # e.g. the API server unreachable: stand down, rejoin
                 logger.warning(
                     "leader election failed (%s); rejoining",

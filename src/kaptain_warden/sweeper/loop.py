@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error, error_status
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.expiry import (
     Decision,
@@ -28,12 +31,10 @@ from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.objects import string_map
 from kaptain_warden.policies.secret_refs import holders_reason
 from kaptain_warden.policies.timestamps import parse_time
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error, error_status
 from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver, backfill
 from kaptain_warden.sweeper.creators import LivePods, find_live_pods, record_creator_gone
 from kaptain_warden.sweeper.deleter import Candidate, Deleter, DeletionSummary, run_deletions
 from kaptain_warden.sweeper.in_use import find_secret_holders
-from kaptain_warden.sweeper.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
 from kaptain_warden.sweeper.revisions import plan_revisions
@@ -223,7 +224,7 @@ class Sweeper:
             try:
                 configuration = self.api.get(path)
                 since = parse_time((configuration.get("metadata") or {}).get("creationTimestamp"))
-            except API_ERRORS as exc:
+            except ApiError as exc:
                 # Absent: the webhook is not installed, so it missed nothing. Unreadable:
                 # which objects it missed is unknown; backfill waits for a later pass.
                 if error_status(exc) != 404:
@@ -278,7 +279,7 @@ class Sweeper:
                     extra={"apiVersion": kind.api_version, "kind": kind.kind},
                 )
             return []
-        except API_ERRORS as exc:
+        except ApiError as exc:
             report.errors.append(f"listing {name}: {describe_error(exc)}")
             logger.warning(
                 "cannot list %s; its objects wait for the next pass: %s",

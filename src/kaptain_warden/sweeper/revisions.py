@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.expiry import RevisionHold
 from kaptain_warden.policies.kinds import split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, PARENT_LABELS
@@ -21,7 +21,6 @@ from kaptain_warden.policies.retention import (
     inference_service_revisions,
     plan_revision_retention,
 )
-from kaptain_warden.sweeper.api import API_ERRORS, KubeApi, describe_error
 
 __all__ = ["RevisionPlan", "plan_revisions"]
 
@@ -154,7 +153,7 @@ def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
     )
     try:
         configuration = api.get(path)
-    except API_ERRORS as exc:
+    except ApiError as exc:
         raise _UnreadableError(
             f"configuration {name} could not be read ({describe_error(exc)})"
         ) from exc
@@ -170,13 +169,9 @@ def _isvc_revisions(api: KubeApi, namespace: str, api_version: str, name: str) -
     )
     try:
         isvc = api.get(path)
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             return frozenset()  # gone, or that API group is not installed: nothing to protect
-        raise _UnreadableError(
-            f"InferenceService {name} ({group}) could not be read ({describe_error(exc)})"
-        ) from exc
-    except API_ERRORS as exc:
         raise _UnreadableError(
             f"InferenceService {name} ({group}) could not be read ({describe_error(exc)})"
         ) from exc

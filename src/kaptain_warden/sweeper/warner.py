@@ -7,16 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from kaptain_warden.kube.api import KubeApi, patch_listed
+from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.expiry_warnings import EVENT_REASON, ExpiryWarning
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.api import (
-    API_ERRORS,
-    KubeApi,
-    describe_error,
-    patch_listed,
-)
 from kaptain_warden.sweeper.events import record_event
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
@@ -96,7 +92,7 @@ class Warner:
                 resource_version=due.resource_version,
                 annotations={self._keys.warned_at: format_time(now)},
             )
-        except API_ERRORS as exc:
+        except ApiError as exc:
             logger.warning(
                 "could not claim the expiry warning: %s",
                 describe_error(exc),

@@ -46,10 +46,10 @@ from types import TracebackType
 from typing import Any, Final
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.certs.pki import CertKeyPair, build_ca, build_certificate
 from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.testing.assets import (
     AssetsNotFoundError,
     find_test_assets_script,
@@ -477,11 +477,10 @@ def _apply(admin: k8s.ApiClient, document: Mapping[str, Any]) -> None:
     path = _collection_path(document)
     try:
         request_json(admin, "POST", path, body=dict(document))
-    except ApiException as error:
+    except ApiError as error:
         if error.status != 409:
             raise ControlPlaneError(
-                f"creating {document['kind']} {document['metadata']['name']} failed: "
-                f"{error.status} {error.body}"
+                f"creating {document['kind']} {document['metadata']['name']} failed: {error}"
             ) from error
         name = document["metadata"]["name"]
         existing = get_json(admin, f"{path}/{name}")

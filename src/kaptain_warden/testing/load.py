@@ -9,9 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.testing.controlplane import ControlPlane
 
@@ -88,9 +87,11 @@ class SecretLoad:
                 }
                 try:
                     created = request_json(api_client, "POST", path, body=body)
-                except ApiException as exc:
-                    self.results.append(Created(name, sent, False, False, f"HTTP {exc.status}"))
-                except Exception as exc:  # a refused connection, a timeout: recorded, not raised
+                except ApiError as exc:
+                    # No status: a refused connection, a timeout (named by what the client raised).
+                    what = f"HTTP {exc.status}" if exc.status else type(exc.__cause__).__name__
+                    self.results.append(Created(name, sent, False, False, what))
+                except Exception as exc:  # anything else: recorded, not raised
                     self.results.append(Created(name, sent, False, False, type(exc).__name__))
                 else:
                     labels = (created.get("metadata") or {}).get("labels") or {}

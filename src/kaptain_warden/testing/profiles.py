@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.metadata import (
     KUBEFLOW_NAMESPACE_OWNER,
     KUBEFLOW_PROFILE_GROUP,
@@ -79,7 +79,7 @@ def create_owned_profile(api_client: k8s.ApiClient, namespace: str, owner: str) 
     }
     try:
         request_json(api_client, "POST", path, body=body)
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:
             raise
     create_profile_namespace(api_client, namespace)

@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.certs.pki import build_ca, build_certificate
 from kaptain_warden.install.webhook_configurations import (
@@ -33,6 +32,7 @@ from kaptain_warden.install.webhook_configurations import (
     webhook_configurations,
 )
 from kaptain_warden.kube.client import get_json, request_json
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.testing.controlplane import (
@@ -60,7 +60,7 @@ def _create(api_client: k8s.ApiClient, path: str, body: dict[str, Any]) -> None:
     """POST `body`; an object that already exists is fine."""
     try:
         request_json(api_client, "POST", path, body=body)
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:
             raise
 
@@ -325,7 +325,7 @@ class WardenStack:
                 collection = _ADMISSION_REGISTRATION + _PLURALS[body["kind"]]
                 try:
                     request_json(api_client, "POST", collection, body=body)
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status != 409:
                         raise
                     current = get_json(api_client, f"{collection}/{self.name}")
@@ -336,7 +336,7 @@ class WardenStack:
         """Delete both webhook configurations (absent ones are fine)."""
         with self.plane.api_client() as api_client:
             for plural in _PLURALS.values():
-                with contextlib.suppress(ApiException):
+                with contextlib.suppress(ApiError):
                     request_json(
                         api_client, "DELETE", f"{_ADMISSION_REGISTRATION}{plural}/{self.name}"
                     )
@@ -358,7 +358,7 @@ class WardenStack:
             while True:
                 name = f"probe-{uuid.uuid4().hex[:8]}"
                 stamped = refused = False
-                with contextlib.suppress(ApiException):
+                with contextlib.suppress(ApiError):
                     secret = request_json(
                         api_client,
                         "POST",
@@ -371,8 +371,8 @@ class WardenStack:
                 unusable = {"metadata": {"name": name, "annotations": {keys.ttl: "probe"}}}
                 try:
                     request_json(api_client, "POST", secrets, query=dry_run, body=unusable)
-                except ApiException as exc:
-                    refused = exc.status == 403 and keys.ttl in str(exc.body)
+                except ApiError as exc:
+                    refused = exc.status == 403 and keys.ttl in exc.message
                 if stamped and refused:
                     return
                 if time.monotonic() > deadline:

@@ -1,4 +1,5 @@
-"""The sweeper's one door to the API server: raw JSON requests, counted, errors classified."""
+"""The one door to the API server: JSON requests through one client, counted; every failure an
+`ApiError` (`kube.errors`). The sweeper, `ls`/`extend` and the certificate sync use it."""
 
 from __future__ import annotations
 
@@ -7,24 +8,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.kube.client import METADATA_ONLY, request_json, resource_path
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import KnownKind
 
-__all__ = ["API_ERRORS", "KubeApi", "describe_error", "error_status", "patch_listed"]
-
-#: What a request can raise: HTTP errors, connection errors, undecodable bodies (orjson's
-#: JSONDecodeError is a ValueError).
-API_ERRORS: tuple[type[Exception], ...] = (
-    ApiException,
-    urllib3.exceptions.HTTPError,
-    OSError,
-    ValueError,
-)
+__all__ = ["KubeApi", "patch_listed"]
 
 
 class KubeApi:
@@ -53,8 +43,12 @@ class KubeApi:
         body: Any = None,
         accept: str = "application/json",
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> Any:
-        """One request; the decoded JSON answer. Raises one of `API_ERRORS`."""
+        """One request; the decoded JSON answer. Raises `ApiError`.
+
+        `timeout` (seconds) replaces this door's own for this request.
+        """
         with self._lock:
             self._counts[method] += 1
         return request_json(
@@ -65,7 +59,7 @@ class KubeApi:
             body=body,
             accept=accept,
             content_type=content_type,
-            timeout=self.timeout,
+            timeout=self.timeout if timeout is None else timeout,
         )
 
     def get(
@@ -129,33 +123,8 @@ def patch_listed(
             content_type="application/merge-patch+json",
             accept=METADATA_ONLY,
         )
-    except ApiException as exc:
-        if error_status(exc) in (404, 409):
+    except ApiError as exc:
+        if exc.status in (404, 409):
             return False
         raise
     return True
-
-
-def error_status(exc: BaseException) -> int | None:
-    """The HTTP status of an API error, or None for connection and decoding errors."""
-    if isinstance(exc, ApiException) and exc.status:
-        return int(exc.status)
-    return None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line description: `HTTP 503 Service Unavailable: <message>` or the error type."""
-    if isinstance(exc, ApiException) and exc.status:
-        message = ""
-        body = exc.body
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", "replace")
-        if isinstance(body, str) and body.startswith("{"):
-            try:
-                message = str(orjson.loads(body).get("message", ""))
-            except ValueError:
-                message = ""
-        text = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
-        return f"{text}: {message}" if message else text
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""Paginated, label-selected lists: metadata-only unless the decision must read status."""
+"""The sweeper's lister: paginated, label-selected lists, metadata-only unless the decision
+must read status."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import METADATA_LIST_ONLY, resource_path
+from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import ApiVersioned
-from kaptain_warden.sweeper.api import KubeApi
 
 __all__ = ["KindNotServedError", "ListRequest", "list_all"]
 
@@ -98,7 +98,7 @@ def _list_one(api: KubeApi, request: ListRequest, namespace: str | None) -> list
                 token = (page.get("metadata") or {}).get("continue") or ""
                 if not token:
                     return items
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 raise KindNotServedError(f"{request.api_version} {request.resource}") from exc
             if exc.status == 410 and token and restarts < _MAX_RESTARTS:
