@@ -81,6 +81,9 @@ def test_webhook_pods_probe_drain_and_spread(manifests):
     )
     assert sleep > 0
     assert spec["terminationGracePeriodSeconds"] > sleep + graceful
+    body_timeout = next(a for a in server["args"] if a.startswith("--body-timeout="))
+    webhooks = find(manifests, "ValidatingWebhookConfiguration")["webhooks"]
+    assert {f"--body-timeout={w['timeoutSeconds']}" for w in webhooks} == {body_timeout}
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}

@@ -74,7 +74,10 @@ def worst_cases() -> dict[str, tuple[bytes, int]]:
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("shape", ["short pairs", "one long string", "empty lists"])
 def test_eight_concurrent_worst_case_reviews_stay_under_the_charts_limit(make_server, shape):
-    server: Server = make_server("--workers", "2", "--threads", "4")
+    # The bodies queue for the body budget, four per worker; on a loaded machine the last may
+    # wait longer than the default body deadline (the API server's timeout). This test is
+    # about memory, so they may wait.
+    server: Server = make_server("--workers", "2", "--threads", "4", "--body-timeout", "60")
     body, expected = worst_cases()[shape]
     assert len(body) <= LIMIT
     peak = [pss_mib(server.process.pid)]

@@ -59,8 +59,9 @@ class WebhookSettings:
     in one go)."""
 
     body_timeout_seconds: float = 10.0
-    """How long the body may take once the headers are read; also the bound on writing the
-    answer. Default 10, the API server's default webhook timeout."""
+    """How long the body may take once the headers are read, waiting for the body budget
+    included; also the bound on writing the answer. Default 10, the API server's default
+    webhook timeout (the chart passes `webhook.timeoutSeconds`)."""
 
     max_client_connections: int = 128
     """Connections one client address may hold in one worker (handshaking, sending, or idle).
@@ -68,8 +69,10 @@ class WebhookSettings:
     refused. Default 128: the API server reuses its connections."""
 
     body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES
-    """Request body bytes one worker holds at once (being read, or being decided); a body that
-    does not fit waits unread for an earlier one to finish (one body always fits). Default
+    """Bytes of bodies over 128 KiB one worker holds at once (being read, or being decided); a
+    body that does not fit waits unread for an earlier one to finish (one body always fits).
+    Smaller bodies have 2 MiB of their own; one client address holds at most half of either,
+    and a stalled body loses its bytes when another waits (`webhook/worker.py`). Default
     8 MiB. Bounds memory; see the README's formula."""
 
     decode_bytes_per_request: int = 64 * 1024 * 1024

@@ -11,7 +11,8 @@ only a complete request goes to a thread, whose parser reads that buffer and nev
 Idle kept-alive connections wait in the selector as well, so a connection costs a thread only
 while the app decides. The number of connections a client address holds in one worker is
 bounded (its oldest idle one gives way, else the new one is refused), and so are the body bytes
-a worker holds at once (a body that does not fit waits, unread, for an earlier one to finish).
+a worker holds at once (a body that does not fit waits, unread, for an earlier one to finish;
+see `_BodyPool` for why a client that stalls cannot keep the others waiting).
 
 When the arbiter dies the worker dies with it (SIGKILL from the kernel, PR_SET_PDEATHSIG), so
 the port is free for a restart at once.
@@ -29,6 +30,7 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -47,9 +49,22 @@ _READ_CHUNK = 64 * 1024
 # it holds (a Python object, its slot in a list or dict). Counted from the bytes that separate
 # or open values, so a body of 2.8 million `[]` weighs what it will weigh once decoded.
 _BYTES_PER_VALUE = 64
-# How long a body may wait, unread, for the worker's body budget: the longest timeout a
-# webhook configuration can set.
-_PARKED_SECONDS = 30.0
+# Bodies up to this size (ordinary AdmissionReviews: a few KiB to tens of KiB) have an
+# allowance of their own, so they never wait behind large ones...
+SMALL_BODY_BYTES = 128 * 1024
+# ...of this many bytes per worker (on top of --body-bytes-in-flight; in the README's formula).
+SMALL_BODIES_IN_FLIGHT = 2 * 1024 * 1024
+# One client address holds at most this fraction of a pool (unless the pool is otherwise empty).
+_SHARE = 0.5
+# While another body waits for its pool, a reserved body that has not arrived whole within
+# this lease loses its reservation (the connection is closed): 1 s, plus its size at 16 MiB/s.
+# The API server sends a review in one go at network speed; only a staller is this slow.
+_LEASE_SECONDS = 1.0
+_LEASE_BYTES_PER_SECOND = 16 * 1024 * 1024
+# An address whose reservation was revoked waits behind every other address for this long;
+# the most recent this many such addresses are remembered.
+_STALLER_PENALTY_SECONDS = 60.0
+_STALLERS_REMEMBERED = 1024
 _TOO_COSTLY = (
     b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
@@ -83,11 +98,95 @@ class _Conn(TConn):  # type: ignore[misc]
         self.deadline = 0.0
         self.buffer = bytearray()
         self.needed = 0  # bytes of the current request (head + body) once the head is read
-        self.reserved = 0  # body bytes counted against the worker's budget
+        self.body = 0  # bytes of the body, from Content-Length
+        self.pool: _BodyPool | None = None  # where the body waits for, or holds, its bytes
+        self.reserved = 0  # body bytes counted against the pool
+        self.granted_at = 0.0  # when the pool granted the body its bytes
         self.close_after = False  # answer, then close (the request was not read whole)
         self.keepalive = True  # the head arrived before the worker began to stop
         self.events = 0  # what the selector watches for (0: not registered)
         self.address = client[0] if isinstance(client, tuple) and client else str(client)
+
+
+class _BodyPool:
+    """Body bytes a worker holds at once for one size of body, and the bodies waiting for them.
+
+    A body's bytes are reserved from its Content-Length before it is read, and given back when
+    its answer is written. A body that does not fit waits, unread: its bytes stay in the kernel
+    and the client's send blocks. That bounds memory, and reserving up front (rather than
+    charging bytes as they arrive) means a body that got in can always finish: concurrent
+    bodies each read in part could otherwise fill the pool with none able to complete.
+
+    But a reservation is a promise the client may not keep: one that announces a few MiB and
+    stalls would hold them for its whole body deadline while every other body waited, and the
+    API server would give up on the webhook. So:
+      - small bodies (ordinary reviews) have a pool of their own: they never wait behind large
+        ones;
+      - one client address holds at most half of a pool (one body always fits an empty pool):
+        a single staller leaves the other half to the others;
+      - while a body waits, a reservation whose body has not arrived within its lease
+        (`_LEASE_SECONDS` + size at `_LEASE_BYTES_PER_SECOND`) is revoked, its connection
+        closed: a staller holds what others need for a second or so, not its body deadline;
+      - the waiting bodies are served in fair order: first those of addresses that did not
+        stall lately (`_STALLER_PENALTY_SECONDS`), then those whose address holds least, then
+        the oldest; nobody overtakes a body that does not fit yet. A staller's body gets only
+        leftovers: its reservation is revoked as soon as another address's body needs it.
+        Stallers from k addresses can make a large body wait k leases once (per worker).
+    A body being decided (all arrived) keeps its reservation: it is memory in use.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self.by_address: collections.Counter[str] = collections.Counter()
+        self.holders: set[_Conn] = set()
+        self.waiting: list[_Conn] = []  # in arrival order
+
+    def fits(self, conn: _Conn) -> bool:
+        if self.held == 0:
+            return True
+        return (
+            self.held + conn.body <= self.capacity
+            and self.by_address[conn.address] + conn.body <= self.capacity * _SHARE
+        )
+
+    def next_in_line(self, stalled: Callable[[str], bool]) -> _Conn:
+        """The body served next: not a staller's, its address holding least, the oldest."""
+        return min(
+            self.waiting, key=lambda c: (stalled(c.address), self.by_address[c.address])
+        )  # min is stable: the oldest among equals
+
+    def overdue(self, now: float, leftovers_only: Callable[[str], bool]) -> list[_Conn]:
+        """Holders whose body is still arriving past its lease, or that hold only leftovers."""
+        return [
+            c
+            for c in self.holders
+            if c.state == "body"
+            and (
+                leftovers_only(c.address)
+                or now - c.granted_at > _LEASE_SECONDS + c.body / _LEASE_BYTES_PER_SECOND
+            )
+        ]
+
+    def take(self, conn: _Conn, now: float) -> None:
+        self.waiting.remove(conn)
+        conn.reserved = max(conn.body, 1)
+        self.held += conn.reserved
+        self.by_address[conn.address] += conn.reserved
+        self.holders.add(conn)
+        conn.granted_at = now
+
+    def give_back(self, conn: _Conn) -> None:
+        if conn in self.waiting:
+            self.waiting.remove(conn)
+        if conn in self.holders:
+            self.holders.discard(conn)
+            self.held -= conn.reserved
+            self.by_address[conn.address] -= conn.reserved
+            if self.by_address[conn.address] <= 0:
+                del self.by_address[conn.address]
+        conn.reserved = 0
+        conn.pool = None
 
 
 def _die_with_parent(ppid: int) -> None:
@@ -113,8 +212,12 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self.limits = limits if isinstance(limits, ConnectionLimits) else ConnectionLimits()
         self._waiting: set[_Conn] = set()  # every connection not in a thread
         self._per_client: collections.Counter[str] = collections.Counter()
-        self._parked: collections.deque[_Conn] = collections.deque()  # bodies over the budget
-        self._reserved = 0
+        self._large = _BodyPool(self.limits.body_bytes_in_flight)
+        self._small = _BodyPool(SMALL_BODIES_IN_FLIGHT)
+        self._admitting = False
+        self._admit_again = False
+        # address -> when one of its reservations was last revoked, oldest first
+        self._stallers: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._context: ssl.SSLContext | None = None
         self._context_key: tuple[int, ...] = ()
         self._next_sweep = 0.0
@@ -256,26 +359,22 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             conn.state = "ready"
             return True
         conn.needed = head + length
+        conn.body = length
         conn.state = "body"
+        # Waiting for the body budget counts too: the default (10 s) is the API server's
+        # default webhook timeout, past which nobody waits for the answer.
         conn.deadline = time.monotonic() + self.limits.body_seconds
         return True
 
     def _read_body(self, conn: _Conn) -> bool:
-        if not conn.reserved:
-            body = conn.needed - conn.buffer.find(b"\r\n\r\n") - 4
-            if self._reserved and self._reserved + body > self.limits.body_bytes_in_flight:
-                # Not now: leave the bytes in the kernel (the client's send blocks) until an
-                # earlier body is done. Its deadline keeps running.
-                self._unwatch(conn)
-                if conn not in self._parked:
-                    # It may wait as long as the API server ever waits for a webhook (30 s).
-                    conn.deadline = time.monotonic() + _PARKED_SECONDS
-                    self._parked.append(conn)
-                return False
-            conn.reserved = max(body, 1)
-            self._reserved += conn.reserved
-            # Waiting for the budget does not count against the client's body deadline.
-            conn.deadline = time.monotonic() + self.limits.body_seconds
+        if conn.body and not conn.reserved:
+            if conn.pool is None:
+                conn.pool = self._small if conn.body <= SMALL_BODY_BYTES else self._large
+                conn.pool.waiting.append(conn)
+            # Leave the bytes in the kernel until the pool grants them (`_admit` goes on).
+            self._unwatch(conn)
+            self._admit()
+            return False
         if len(conn.buffer) < conn.needed:
             got = self._recv(conn, conn.needed)
             if got is not True or len(conn.buffer) < conn.needed:
@@ -323,24 +422,69 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 self.poller.unregister(conn.sock)
             conn.events = 0
 
+    def _admit(self) -> None:
+        """Grant waiting bodies their bytes in fair order, revoking overdue reservations that
+        stand in the way (see `_BodyPool`), and read on the bodies granted."""
+        if self._admitting:  # closing a connection below comes back here
+            self._admit_again = True
+            return
+        self._admitting = True
+        try:
+            again = True
+            while again:
+                self._admit_again = False
+                granted = [c for pool in (self._small, self._large) for c in self._grant(pool)]
+                for conn in granted:
+                    if conn.state == "body":
+                        self._advance(conn)
+                again = self._admit_again
+        finally:
+            self._admitting = False
+
+    def _grant(self, pool: _BodyPool) -> list[_Conn]:
+        granted = []
+        now = time.monotonic()
+        stalled = partial(self._stalled_lately, now=now)
+        while pool.waiting:
+            conn = pool.next_in_line(stalled)
+            if not pool.fits(conn):
+                # A staller's body does not take leftovers from another staller's.
+                overdue = pool.overdue(now, (lambda _: False) if stalled(conn.address) else stalled)
+                if not overdue:
+                    break
+                for holder in overdue:
+                    self._stallers[holder.address] = now
+                    self._stallers.move_to_end(holder.address)
+                    if len(self._stallers) > _STALLERS_REMEMBERED:
+                        self._stallers.popitem(last=False)
+                    self.log.warning(
+                        "closing a connection from %s: %d of its %d body bytes arrived in "
+                        "%.1f s, and other bodies wait for the memory it holds",
+                        holder.address,
+                        len(holder.buffer) - (holder.needed - holder.body),
+                        holder.body,
+                        now - holder.granted_at,
+                    )
+                    self._close(holder)
+                continue
+            pool.take(conn, now)
+            granted.append(conn)
+        return granted
+
+    def _stalled_lately(self, address: str, now: float) -> bool:
+        revoked = self._stallers.get(address)
+        return revoked is not None and now - revoked < _STALLER_PENALTY_SECONDS
+
     def _release(self, conn: _Conn) -> None:
-        if conn.reserved:
-            self._reserved -= conn.reserved
-            conn.reserved = 0
-            while self._parked:
-                waiting = self._parked.popleft()
-                if waiting in self._waiting:
-                    self._advance(waiting)
-                    if waiting in self._parked:  # still does not fit
-                        break
+        if conn.pool is not None:
+            conn.pool.give_back(conn)
+            self._admit()
 
     def _close(self, conn: _Conn) -> None:
         self._unwatch(conn)
         self._release(conn)
         if conn in self._waiting:
             self._waiting.discard(conn)
-        if conn in self._parked:
-            self._parked.remove(conn)
         self._per_client[conn.address] -= 1
         if self._per_client[conn.address] <= 0:
             del self._per_client[conn.address]
@@ -349,10 +493,13 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         util.close(conn.sock)
 
     def _expire(self, force: bool = False) -> None:
-        """Close every waiting connection past its deadline (all of them with `force`)."""
+        """Close every waiting connection past its deadline (all of them with `force`), and
+        revoke overdue reservations that waiting bodies need."""
         now = time.monotonic()
         for conn in [c for c in self._waiting if force or c.deadline <= now]:
             self._close(conn)
+        if self._small.waiting or self._large.waiting:
+            self._admit()
 
     # -- in a thread: only the app ---------------------------------------------------------
 
@@ -435,7 +582,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             return
         conn.state = "idle"
         conn.close_after = False
-        conn.needed = 0
+        conn.needed = conn.body = 0
         linger = self.limits.keepalive_seconds if self.alive else STOP_KEEPALIVE_LINGER
         conn.deadline = time.monotonic() + min(self.limits.keepalive_seconds, linger)
         self._waiting.add(conn)
