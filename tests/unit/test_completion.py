@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from kaptain_warden.policies.completion import TRAINING_OPERATOR_KINDS, finished_at
+from kaptain_warden.policies.completion import finished_at, has_finished
+from kaptain_warden.policies.kinds import registered_kind
 
 T1 = "2024-05-01T10:00:00Z"
 T2 = "2024-05-01T11:30:00Z"
@@ -182,9 +183,54 @@ def test_finished_at(case: str, o: dict[str, Any], expected: datetime | None) ->
     assert finished_at(o) == expected, case
 
 
-def test_training_operator_kinds_cover_the_sdk_kinds() -> None:
-    # The Kaptain SDK trains with TFJob or PyTorchJob; the rest are cheap extras.
-    assert {"TFJob", "PyTorchJob", "MPIJob", "XGBoostJob", "PaddleJob"} <= TRAINING_OPERATOR_KINDS
+TRAINING_OPERATOR_V1 = ("TFJob", "PyTorchJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob")
+
+
+@pytest.mark.parametrize("kind", TRAINING_OPERATOR_V1)
+@pytest.mark.parametrize("finished", ["Succeeded", "Failed"])
+def test_every_training_operator_kind_finishes_on_its_job_status(kind: str, finished: str) -> None:
+    # training-operator v1.9 JobStatus: the condition turned True, after Created and Running.
+    status = {
+        "conditions": [
+            cond("Created", when=T1),
+            cond("Running", "False", T1),
+            cond(finished, when=T2),
+        ],
+        "completionTime": T1,
+    }
+    assert finished_at(obj("kubeflow.org/v1", kind, status)) == D2
+    running = {"conditions": [cond("Created"), cond("Running")]}
+    assert finished_at(obj("kubeflow.org/v1", kind, running)) is None
+
+
+def pod(phase: object) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize(
+    ("phase", "finished"),
+    [
+        ("Succeeded", True),
+        ("Failed", True),
+        ("Running", False),
+        ("Pending", False),
+        (None, False),
+        (["Failed"], False),
+    ],
+)
+def test_a_pods_phase_says_it_finished_but_not_when(phase: object, finished: bool) -> None:
+    kind = registered_kind("v1", "Pod")
+    assert kind is not None
+    assert has_finished(pod(phase), kind) is finished
+    assert finished_at(pod(phase)) is None  # no instant: never starts a TTL clock
+
+
+def test_a_job_with_an_unreadable_finish_time_has_not_finished() -> None:
+    kind = registered_kind("batch/v1", "Job")
+    assert kind is not None
+    assert has_finished(job(cond("Complete")), kind)
+    assert not has_finished(job(cond("Complete", when="yesterday")), kind)
+    assert not has_finished(job(cond("Complete", "False")), kind)
 
 
 def test_result_is_utc_aware() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from kaptain_warden.policies.kinds import HOLDER_KINDS, KnownKind, SecretRefs
 from kaptain_warden.policies.secret_refs import (
-    HOLDER_KINDS,
     holders_reason,
     pod_spec_secret_names,
     secret_references,
@@ -160,3 +160,63 @@ def test_the_reason_names_the_holders():
     )
     many = [f"Pod/p{i}" for i in range(7)]
     assert holders_reason(many).endswith("Pod/p4 and 2 more")
+
+
+@pytest.mark.parametrize(
+    ("kind", "replica_specs"),
+    [
+        ("TFJob", "tfReplicaSpecs"),
+        ("PyTorchJob", "pytorchReplicaSpecs"),
+        ("MPIJob", "mpiReplicaSpecs"),
+        ("XGBoostJob", "xgbReplicaSpecs"),
+        ("PaddleJob", "paddleReplicaSpecs"),
+        ("JAXJob", "jaxReplicaSpecs"),
+    ],
+)
+def test_training_operator_jobs_hold_the_secrets_of_every_replica_template(kind, replica_specs):
+    def replica(secret: str) -> dict[str, Any]:
+        return {"template": {"spec": {"imagePullSecrets": [{"name": secret}]}}}
+
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": kind,
+        "spec": {replica_specs: {"Launcher": replica("launcher"), "Worker": replica("worker")}},
+    }
+    assert secret_references(job, HOLDERS[kind]) == {"launcher", "worker"}
+    job["status"] = {
+        "conditions": [
+            {"type": "Succeeded", "status": "True", "lastTransitionTime": "2024-05-01T10:00:00Z"}
+        ]
+    }
+    assert secret_references(job, HOLDERS[kind]) == frozenset()
+
+
+def test_a_path_follows_every_item_of_a_list():
+    holder = KnownKind(
+        "ray.example/v1",
+        "Cluster",
+        "clusters",
+        secret_refs=SecretRefs(
+            pod_specs=("spec.headGroupSpec.template.spec", "spec.workerGroupSpecs[*].template.spec")
+        ),
+    )
+    cluster = {
+        "spec": {
+            "headGroupSpec": {"template": {"spec": {"imagePullSecrets": [{"name": "head"}]}}},
+            "workerGroupSpecs": [
+                {"template": {"spec": {"volumes": [{"secret": {"secretName": "gpu"}}]}}},
+                "not a group",
+                {
+                    "template": {
+                        "spec": {"containers": [{"envFrom": [{"secretRef": {"name": "cpu"}}]}]}
+                    }
+                },
+                {"template": None},
+            ],
+        }
+    }
+    assert secret_references(cluster, holder) == {"head", "gpu", "cpu"}
+    cluster["spec"]["workerGroupSpecs"] = {
+        "a": {"template": {"spec": {"imagePullSecrets": [{"name": "map"}]}}}
+    }
+    assert secret_references(cluster, holder) == {"head"}  # `[*]` walks a list, not a map

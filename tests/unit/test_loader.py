@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from kaptain_warden.cli import main
+from kaptain_warden.policies.kinds import KNOWN_KINDS, known_kind
 from kaptain_warden.policies.loader import PolicyError, load_policy, load_policy_text, parse_policy
 
 MINIMAL = {
@@ -95,7 +96,10 @@ def test_minimal_policy_gets_defaults():
             ),
             "nameRegex: '(' is not a regular expression",
         ),
-        (with_rule(retention={"minNonActive": 2}), "retention applies to Knative Revisions only"),
+        (
+            with_rule(retention={"minNonActive": 2}),
+            "retention applies to serving.knative.dev/v1 Revision only",
+        ),
         (
             with_rule(
                 match={"kinds": [{"apiVersion": "serving.knative.dev/v1", "kind": "Revision"}]},
@@ -163,3 +167,32 @@ def test_default_policy_printed_by_cli_is_valid(tmp_path, capsys):
     path = Path(tmp_path / "default.yaml")
     path.write_text(capsys.readouterr().out)
     assert load_policy(path).rules == load_policy().rules
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KNOWN_KINDS if k.finish is not None], ids=lambda k: f"{k.kind}"
+)
+def test_ttl_after_finished_is_accepted_for_every_kind_that_can_finish(kind):
+    rule = with_rule(
+        match={"kinds": [{"apiVersion": kind.api_version, "kind": kind.kind}]},
+        ttlAfterFinished="1h",
+    )
+    (parsed,) = parse_policy(rule).rules
+    assert parsed.match.kinds == (kind,)
+
+
+def test_the_training_operator_kinds_are_known_and_can_finish():
+    for kind in ("TFJob", "PyTorchJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob"):
+        entry = known_kind("kubeflow.org/v1", kind)
+        assert entry is not None and entry.needs_status, kind
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KNOWN_KINDS if k.finish is None], ids=lambda k: f"{k.api_version}-{k.kind}"
+)
+def test_ttl_after_finished_is_refused_for_kinds_that_never_finish(kind):
+    rule = with_rule(
+        match={"kinds": [{"apiVersion": kind.api_version, "kind": kind.kind}]},
+        ttlAfterFinished="1h",
+    )
+    assert any(f"{kind.kind} has no completion status" in e for e in errors_of(rule))

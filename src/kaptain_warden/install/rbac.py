@@ -6,14 +6,16 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from kaptain_warden.policies.kinds import HOLDER_KINDS, PARENT_ONLY_KINDS
 from kaptain_warden.policies.metadata import KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE
 from kaptain_warden.policies.model import Policy
-from kaptain_warden.policies.secret_refs import HOLDER_KINDS
 
-__all__ = ["sweeper_cluster_rules", "sweeper_lease_rules", "webhook_provenance_rules"]
-
-_KNATIVE = "serving.knative.dev"
-_ISVC_GROUPS = ("serving.kserve.io", "serving.kubeflow.org")
+__all__ = [
+    "sweeper_cluster_rules",
+    "sweeper_lease_rules",
+    "webhook_parent_rules",
+    "webhook_provenance_rules",
+]
 
 
 def sweeper_cluster_rules(
@@ -23,13 +25,14 @@ def sweeper_cluster_rules(
 
     - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
       only with backfill (it stamps objects, and reads parents for their owner), never `get`
-      on Secrets; `patch` on the kinds of rules that warn before expiry (`warnBefore` not
-      `0`: it writes `warned-at`) and of rules with `expireWhenCreatorGone` (it writes
-      `creator-gone-at`), and then `list` on pods (metadata only: is the creator there?);
-    - Knative Revisions governed: `get` on Configurations and both InferenceService groups
-      (latest ready revision, status components);
-    - Secrets governed: `list` on the kinds that can hold a Secret (pods, ServiceAccounts,
-      workloads with pod templates), read before a Secret is deleted;
+      on a kind that is never a parent (Secrets); `patch` on the kinds of rules that warn
+      before expiry (`warnBefore` not `0`: it writes `warned-at`) and of rules with
+      `expireWhenCreatorGone` (it writes `creator-gone-at`), and then `list` on pods
+      (metadata only: is the creator there?);
+    - `get` on what the registry says the sweeper reads to decide about a governed kind
+      (`sweeper_reads`: a Revision's Configuration and InferenceServices);
+    - kinds kept while referenced governed (Secrets): `list` on the registry's Secret holders
+      (pods, ServiceAccounts, workloads with pod templates), read before one is deleted;
     - `create` on events.k8s.io Events, one per deletion;
     - backfill: `get` on namespaces (labels, the `owner` annotation) and on Kubeflow
       Profiles (their owner); with `backfill_since_webhook`, `get` on that one
@@ -44,8 +47,9 @@ def sweeper_cluster_rules(
         if backfill:
             # Parents are read for their owner; a Secret is never one, and its data is not
             # the sweeper's to read (backfill lists and patches it as metadata only).
-            secret = kind.group == "" and kind.kind == "Secret"
-            verbs[(kind.group, kind.resource)] |= {"patch"} if secret else {"get", "patch"}
+            verbs[(kind.group, kind.resource)] |= {"get", "patch"} if kind.parent else {"patch"}
+        for group, resource in kind.sweeper_reads:
+            verbs[(group, resource)].add("get")
     for rule in policy.rules:
         if rule.warn_before is None or rule.warn_before > timedelta(0):
             for kind in rule.match.kinds:
@@ -54,11 +58,7 @@ def sweeper_cluster_rules(
             for kind in rule.match.kinds:
                 verbs[(kind.group, kind.resource)].add("patch")
             verbs[("", "pods")].add("list")
-    if any(k.group == _KNATIVE and k.kind == "Revision" for k in kinds):
-        verbs[(_KNATIVE, "configurations")].add("get")
-        for group in _ISVC_GROUPS:
-            verbs[(group, "inferenceservices")].add("get")
-    if any(k.group == "" and k.kind == "Secret" for k in kinds):
+    if any(k.kept_while_referenced for k in kinds):
         for holder in HOLDER_KINDS:
             verbs[(holder.group, holder.resource)].add("list")
     if backfill:
@@ -90,6 +90,26 @@ def sweeper_cluster_rules(
                 "verbs": ["get"],
             }
         )
+    return rules
+
+
+def webhook_parent_rules(policy: Policy) -> list[dict[str, Any]]:
+    """ClusterRole rules for owner inheritance: `get`, `list`, `watch` on the governed kinds
+    that can be parents (never Secrets), one rule per API group, then one per parent-only kind
+    of the registry (Katib Trials)."""
+    verbs = ["get", "list", "watch"]
+    by_group: dict[str, set[str]] = defaultdict(set)
+    for kind in policy.kinds:
+        if kind.parent:
+            by_group[kind.group].add(kind.resource)
+    rules = [
+        {"apiGroups": [group], "resources": sorted(resources), "verbs": verbs}
+        for group, resources in sorted(by_group.items())
+    ]
+    rules += [
+        {"apiGroups": [kind.group], "resources": [kind.resource], "verbs": verbs}
+        for kind in PARENT_ONLY_KINDS
+    ]
     return rules
 
 

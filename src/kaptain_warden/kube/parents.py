@@ -30,7 +30,7 @@ from kubernetes import client as k8s
 from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
-from kaptain_warden.policies.kinds import KATIB_TRIAL, KNOWN_KINDS, KnownKind
+from kaptain_warden.policies.kinds import KNOWN_KINDS, PARENT_ONLY_KINDS, KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.names import is_dns1123_label, is_dns1123_subdomain
 from kaptain_warden.policies.objects import string_map
@@ -56,8 +56,9 @@ class _Entry:
 class ParentOwnerResolver:
     """Finds the inherited owner of an object by walking up to `max_depth` ancestors.
 
-    `kinds` are the parent kinds that may be read (default: every known kind); Secrets never
-    are, Katib Trials always are (the link between an Experiment and its trials' jobs).
+    `kinds` are the parent kinds that may be read (default: every known kind); kinds that are
+    never parents (Secrets) are not, and the registry's parent-only kinds always are (Katib
+    Trials: the link between an Experiment and its trials' jobs).
     `api_client`'s configuration is copied without retries: a retried GET would outlive the
     budget and hold an admission thread the longer.
     """
@@ -79,9 +80,7 @@ class ParentOwnerResolver:
         configuration.retries = False
         configuration.client_go_retries = False
         self._api = k8s.ApiClient(configuration)
-        self._kinds = {
-            (k.api_version, k.kind): k for k in (*kinds, KATIB_TRIAL) if k.resource != "secrets"
-        }
+        self._kinds = {(k.api_version, k.kind): k for k in (*kinds, *PARENT_ONLY_KINDS) if k.parent}
         self._keys = keys
         self._budget = budget_seconds
         self._ttl = ttl_seconds

@@ -15,8 +15,7 @@ from kaptain_warden.policies.durations import (
     parse_duration,
 )
 from kaptain_warden.policies.evaluate import is_excluded_namespace
-from kaptain_warden.policies.kinds import split_api_version
-from kaptain_warden.policies.metadata import KNATIVE_GROUP
+from kaptain_warden.policies.kinds import registered_kind_of
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
 from kaptain_warden.policies.retention import RetentionSettings, RevisionVerdict
@@ -87,13 +86,10 @@ def owner_of(obj: Mapping[str, Any], policy: Policy) -> str | None:
 
 
 def is_revision(obj: Mapping[str, Any]) -> bool:
-    """True for Knative Revisions (any version of serving.knative.dev)."""
-    api_version = obj.get("apiVersion")
-    return (
-        isinstance(api_version, str)
-        and split_api_version(api_version)[0] == KNATIVE_GROUP
-        and obj.get("kind") == "Revision"
-    )
+    """True for objects of a kind revision retention applies to (Knative Revisions, any
+    version of their group)."""
+    kind = registered_kind_of(obj)
+    return kind is not None and kind.retention
 
 
 def hold(decision: Decision, reason: str) -> Decision:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kaptain_warden.policies.metadata import PARENT_LABELS
+from kaptain_warden.policies.kinds import PARENT_LABELS
 
 
 @dataclass(frozen=True)

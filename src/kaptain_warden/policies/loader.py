@@ -191,8 +191,9 @@ class _Builder:
         )
         match = self.match(raw["match"], [*path, "match"])
         retention = self.retention(raw.get("retention"), [*path, "retention"])
-        if retention is not None and not all(k.kind == "Revision" for k in match.kinds):
-            self.fail([*path, "retention"], "retention applies to Knative Revisions only")
+        if retention is not None and not all(k.retention for k in match.kinds):
+            names = ", ".join(f"{k.api_version} {k.kind}" for k in KNOWN_KINDS if k.retention)
+            self.fail([*path, "retention"], f"retention applies to {names} only")
         if after is not None and not all(k.needs_status for k in match.kinds):
             names = ", ".join(k.kind for k in match.kinds if not k.needs_status)
             self.fail(

@@ -21,13 +21,6 @@ KUBEFLOW_PROFILE_GROUP = "kubeflow.org"
 KUBEFLOW_PROFILE_VERSION = "v1"
 KUBEFLOW_PROFILE_RESOURCE = "profiles"
 KUBEFLOW_NAMESPACE_OWNER = "owner"
-# Labels that name the object an object was made for, as (label, apiVersion, kind) of that parent.
-PARENT_LABELS: tuple[tuple[str, str, str], ...] = (
-    ("serving.kserve.io/inferenceservice", "serving.kserve.io/v1beta1", "InferenceService"),
-    ("serving.kubeflow.org/inferenceservice", "serving.kubeflow.org/v1beta1", "InferenceService"),
-    (KNATIVE_SERVICE_LABEL, "serving.knative.dev/v1", "Service"),
-    (KNATIVE_CONFIGURATION_LABEL, "serving.knative.dev/v1", "Configuration"),
-)
 
 # What a bound ServiceAccount token tells the API server about the Pod it was issued for; the
 # API server puts it in the request's `userInfo.extra` (one value each).

@@ -1,5 +1,9 @@
 """Native TTL fields: where a kind's own TTL lives, so `ttl-after-finished` can be mirrored
-into it (a Job's controller, or the training operator, then removes the object itself)."""
+into it (a Job's controller, or the training operator, then removes the object itself).
+
+Where a kind keeps it is its registry entry's `native_ttl` (`kinds.spec.NativeTtl`): a Job's
+`spec.ttlSecondsAfterFinished`, a training job's `spec.runPolicy.ttlSecondsAfterFinished`.
+"""
 
 from __future__ import annotations
 
@@ -7,54 +11,70 @@ from collections.abc import Mapping
 from typing import Any
 
 from kaptain_warden.policies.durations import DurationError, parse_duration
-from kaptain_warden.policies.kinds import known_kind
+from kaptain_warden.policies.kinds import NativeTtl, registered_kind
+from kaptain_warden.policies.kinds.paths import parse_path, value_at
 
-# Legacy tf-operator kept these directly under spec; their presence tells the shape in use.
-_LEGACY_RUN_POLICY_FIELDS = (
-    "cleanPodPolicy",
-    "ttlSecondsAfterFinished",
-    "activeDeadlineSeconds",
-    "backoffLimit",
-)
+__all__ = ["native_follows", "native_location", "native_ttl"]
+
+
+def _path_for(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The native TTL field's keys for this object, or None (no such field, or no `spec`-like
+    root to put it in)."""
+    kind = registered_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+    native: NativeTtl | None = kind.native_ttl if kind is not None else None
+    if native is None:
+        return None
+    keys = _keys(native.path)
+    if not isinstance(obj.get(keys[0]), Mapping):
+        return None
+    if native.legacy_path is not None:
+        legacy = _keys(native.legacy_path)
+        legacy_parent = value_at(obj, ".".join(legacy[:-1]))
+        if (
+            not isinstance(value_at(obj, ".".join(keys[:-1])), Mapping)
+            and isinstance(legacy_parent, Mapping)
+            and any(m in legacy_parent for m in native.legacy_markers)
+        ):
+            return legacy
+    return keys
+
+
+def _keys(path: str) -> tuple[str, ...]:
+    return tuple(step.key for step in parse_path(path) if step.key is not None)
+
+
+def _pointer(keys: tuple[str, ...]) -> str:
+    return "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in keys)
+
+
+def native_location(obj: Mapping[str, Any]) -> tuple[str, object] | None:
+    """(JSON pointer, current value or None) of the object's native TTL field, if its kind
+    has one."""
+    keys = _path_for(obj)
+    if keys is None:
+        return None
+    return _pointer(keys), value_at(obj, ".".join(keys))
 
 
 def native_ttl(obj: Mapping[str, Any], seconds: int) -> tuple[tuple[str, Any], ...]:
-    """Where to mirror ttlAfterFinished into the kind's own TTL field, if it is unset."""
-    kind = known_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-    spec = obj.get("spec")
-    if kind is None or kind.native_ttl is None or not isinstance(spec, Mapping):
+    """(JSON pointer, value) pairs that set the native TTL field to `seconds` when the object
+    does not set it (any value it holds is the user's and stays); missing parents are added
+    whole (`/spec/runPolicy` = `{ttlSecondsAfterFinished: ...}`)."""
+    keys = _path_for(obj)
+    if keys is None:
         return ()
-    if kind.native_ttl == "job":
-        return (
-            ()
-            if "ttlSecondsAfterFinished" in spec
-            else (("/spec/ttlSecondsAfterFinished", seconds),)
-        )
-    run_policy = spec.get("runPolicy")
-    if isinstance(run_policy, Mapping):
-        if "ttlSecondsAfterFinished" in run_policy:
-            return ()
-        return (("/spec/runPolicy/ttlSecondsAfterFinished", seconds),)
-    if any(f in spec for f in _LEGACY_RUN_POLICY_FIELDS):
-        if "ttlSecondsAfterFinished" in spec:
-            return ()
-        return (("/spec/ttlSecondsAfterFinished", seconds),)
-    return (("/spec/runPolicy", {"ttlSecondsAfterFinished": seconds}),)
-
-
-def _native_location(obj: Mapping[str, Any]) -> tuple[str, object] | None:
-    """(JSON pointer, current value or None) of the kind's native TTL field, if it has one."""
-    kind = known_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-    spec = obj.get("spec")
-    if kind is None or kind.native_ttl is None or not isinstance(spec, Mapping):
-        return None
-    run_policy = spec.get("runPolicy")
-    if kind.native_ttl == "job" or (
-        not isinstance(run_policy, Mapping) and any(f in spec for f in _LEGACY_RUN_POLICY_FIELDS)
-    ):
-        return "/spec/ttlSecondsAfterFinished", spec.get("ttlSecondsAfterFinished")
-    value = run_policy.get("ttlSecondsAfterFinished") if isinstance(run_policy, Mapping) else None
-    return "/spec/runPolicy/ttlSecondsAfterFinished", value
+    node: Mapping[str, Any] = obj
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if not isinstance(child, Mapping):
+            value: Any = seconds
+            for inner in reversed(keys[depth + 1 :]):
+                value = {inner: value}
+            return ((_pointer(keys[: depth + 1]), value),)
+        node = child
+    if keys[-1] in node:
+        return ()
+    return ((_pointer(keys), seconds),)
 
 
 def native_follows(
@@ -66,7 +86,7 @@ def native_follows(
     its own: a replace that drops the field gets it back, a TTL change moves it along.
     """
     old_seconds, seconds = _duration_seconds(old_after), _duration_seconds(new_after)
-    old_place, new_place = _native_location(old), _native_location(new)
+    old_place, new_place = native_location(old), native_location(new)
     if old_seconds is None or seconds is None or old_place is None or new_place is None:
         return ()
     if old_place[1] != old_seconds:

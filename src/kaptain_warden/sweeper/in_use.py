@@ -9,12 +9,8 @@ from dataclasses import dataclass, field
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
-from kaptain_warden.policies.secret_refs import (
-    HOLDER_KINDS,
-    HolderKind,
-    secret_references,
-    volume_secret_references,
-)
+from kaptain_warden.policies.kinds import HOLDER_KINDS, KnownKind
+from kaptain_warden.policies.secret_refs import secret_references, volume_secret_references
 
 __all__ = ["SecretHolders", "find_secret_holders"]
 
@@ -111,7 +107,7 @@ def find_secret_holders(
 
 
 def _index_volumes(
-    api: KubeApi, holder: HolderKind, page_size: int, into: dict[str, dict[str, list[str]]]
+    api: KubeApi, holder: KnownKind, page_size: int, into: dict[str, dict[str, list[str]]]
 ) -> None:
     """Index the Secrets cluster-scoped holders (PersistentVolumes) name, by namespace."""
     request = ListRequest(

@@ -11,8 +11,8 @@ from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.expiry import RevisionHold
-from kaptain_warden.policies.kinds import split_api_version
-from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, PARENT_LABELS
+from kaptain_warden.policies.kinds import PARENT_LABELS, split_api_version
+from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import (
     RetentionSettings,

@@ -12,7 +12,7 @@ class ParentResolver(Protocol):
     """Finds the owner an object inherits from a managed parent (README: Metadata contract).
 
     Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
-    or in one of `policies.metadata.PARENT_LABELS`. An implementation should answer within a
+    or in one of `policies.kinds.PARENT_LABELS`. An implementation should answer within a
     small time budget (the API server waits on every admission) and raise when the parents
     cannot be read: the exception is logged and both webhooks decide as if there were no
     parent (the owner is the requester), so a failed lookup never widens a claim.
