@@ -32,6 +32,10 @@ sdk-envs: ## Build (once, cached) the virtualenvs of the Kubeflow SDKs tier 3 dr
 run: $(STAMP) ## The embedded default: local control plane + admission server, stamped objects to look at
 	$(BIN)/kaptain-warden up
 
+.PHONY: generate
+generate: $(STAMP) ## Write the chart's generated files (kind tables, built-in rules, schema, values table)
+	$(BIN)/python -m kaptain_warden.install.chart_files
+
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layer contracts
 	$(BIN)/ruff check src tests bench

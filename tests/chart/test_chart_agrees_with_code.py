@@ -15,13 +15,12 @@ from helm_chart import CHART, CI_VALUES, find, find_all, render
 from kaptain_warden.install.rbac import (
     sweeper_cluster_rules,
     sweeper_lease_rules,
+    webhook_parent_rules,
     webhook_provenance_rules,
 )
 from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
-from kaptain_warden.policies.kinds import KNOWN_KINDS
 from kaptain_warden.policies.loader import load_policy, load_policy_text
 from kaptain_warden.policies.model import Policy
-from kaptain_warden.policies.secret_refs import HOLDER_KINDS
 
 RELEASE, NAMESPACE = "kw", "warden-system"
 FULLNAME = "kw-kaptain-warden"
@@ -191,19 +190,9 @@ def test_sweeper_lease_role_equals_the_generated_rules():
 
 
 def expected_webhook_read_rules(policy: Policy) -> list[dict[str, Any]]:
-    """Parents: the governed kinds but Secrets, per group; then Katib Trials and namespaces."""
-    by_group: dict[str, set[str]] = {}
-    for kind in policy.kinds:
-        if (kind.group, kind.resource) != ("", "secrets"):
-            by_group.setdefault(kind.group, set()).add(kind.resource)
-    verbs = ["get", "list", "watch"]
-    rules = [
-        {"apiGroups": [group], "resources": sorted(resources), "verbs": verbs}
-        for group, resources in sorted(by_group.items())
-    ]
-    rules.append({"apiGroups": ["kubeflow.org"], "resources": ["trials"], "verbs": verbs})
-    rules.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": verbs})
-    return rules + webhook_provenance_rules()
+    """Parents (governed kinds but Secrets, then Katib Trials), namespaces, provenance."""
+    namespaces = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+    return [*webhook_parent_rules(policy), namespaces, *webhook_provenance_rules()]
 
 
 def test_webhook_cluster_role_reads_parents_and_patches_only_its_own_configurations(case):
@@ -240,22 +229,6 @@ def test_webhook_cluster_role_reads_parents_and_patches_only_its_own_configurati
         ]
     else:
         assert roles == []
-
-
-def test_the_charts_kinds_table_is_known_kinds():
-    table = yaml.safe_load((CHART / "files" / "kinds.yaml").read_text())
-    assert table == [
-        {"apiVersion": k.api_version, "kind": k.kind, "resource": k.resource}
-        | ({"statusWritesMetadata": True} if k.status_writes_metadata else {})
-        for k in KNOWN_KINDS
-    ]
-
-
-def test_the_charts_secret_holder_table_is_holder_kinds():
-    table = yaml.safe_load((CHART / "files" / "secret-holders.yaml").read_text())
-    assert table == [
-        {"apiVersion": k.api_version, "kind": k.kind, "resource": k.resource} for k in HOLDER_KINDS
-    ]
 
 
 def test_the_certs_bootstrap_is_pointed_at_the_charts_own_objects():

@@ -1,7 +1,7 @@
 {{/*
 The policy document and what is derived from its kinds. The kinds table (files/kinds.yaml) is
-a copy of kaptain_warden.policies.kinds.KNOWN_KINDS; tests keep it equal, and keep the webhook
-rules rendered here equal to kaptain_warden.install.webhook_configurations'.
+generated from the kind registry (kaptain_warden.policies.kinds) by `make generate`; tests keep
+the webhook rules and RBAC rendered here equal to kaptain_warden.install's.
 */}}
 
 {{/* The sweeper's identity, which may change warden metadata (backfill stamps objects). */}}
@@ -26,8 +26,9 @@ rules rendered here equal to kaptain_warden.install.webhook_configurations'.
 
 {{/*
 The governed kinds, without repeats, in first-seen order, as YAML `kinds: [{group, version,
-resource, kind}]`. A kind in the table takes the table's resource (as the policy loader does); any
-other needs `resource:` in the policy.
+resource, kind, statusWritesMetadata, parent, keptWhileReferenced, sweeperReads}]`. A governable
+kind in the table takes the table's entry (as the policy loader does); any other needs `resource:`
+in the policy, and is a possible parent that nothing else is known of.
 */}}
 {{- define "kaptain-warden.governedKinds" -}}
 {{- $table := .Files.Get "files/kinds.yaml" | fromYamlArray -}}
@@ -38,10 +39,16 @@ other needs `resource:` in the policy.
 {{- $kind := . -}}
 {{- $resource := "" -}}
 {{- $statusWritesMetadata := false -}}
+{{- $parent := true -}}
+{{- $keptWhileReferenced := false -}}
+{{- $sweeperReads := list -}}
 {{- range $table -}}
-{{- if and (eq .apiVersion $kind.apiVersion) (eq .kind $kind.kind) -}}
+{{- if and .governable (eq .apiVersion $kind.apiVersion) (eq .kind $kind.kind) -}}
 {{- $resource = .resource -}}
-{{- $statusWritesMetadata = .statusWritesMetadata | default false -}}
+{{- $statusWritesMetadata = .statusWritesMetadata -}}
+{{- $parent = .parent -}}
+{{- $keptWhileReferenced = .keptWhileReferenced -}}
+{{- $sweeperReads = .sweeperReads -}}
 {{- end -}}
 {{- end -}}
 {{- if not $resource -}}
@@ -60,7 +67,7 @@ other needs `resource:` in the policy.
 {{- $key := printf "%s/%s" $kind.apiVersion $kind.kind -}}
 {{- if not (hasKey $seen $key) -}}
 {{- $_ := set $seen $key true -}}
-{{- $kinds = append $kinds (dict "group" $group "version" $version "resource" $resource "kind" $kind.kind "statusWritesMetadata" $statusWritesMetadata) -}}
+{{- $kinds = append $kinds (dict "group" $group "version" $version "resource" $resource "kind" $kind.kind "statusWritesMetadata" $statusWritesMetadata "parent" $parent "keptWhileReferenced" $keptWhileReferenced "sweeperReads" $sweeperReads) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -103,20 +110,29 @@ matchExpressions:
 {{- end -}}
 
 {{/*
-RBAC rules over the governed kinds: one rule per API group, resources sorted.
-Call with (dict "ctx" $ "verbs" list "skip" list-of-"group/resource").
+RBAC rules over the kinds owner inheritance reads: the governed kinds that can be parents (not
+Secrets), then the table's parent-only kinds (Katib Trials); one rule per API group, resources
+sorted. Call with (dict "ctx" $ "verbs" list); the same as
+kaptain_warden.install.rbac.webhook_parent_rules.
 */}}
-{{- define "kaptain-warden.governedRules" -}}
+{{- define "kaptain-warden.parentRules" -}}
 {{- $kinds := (include "kaptain-warden.governedKinds" .ctx | fromYaml).kinds -}}
 {{- $byGroup := dict -}}
 {{- range $kinds -}}
-{{- if not (has (printf "%s/%s" .group .resource) ($.skip | default list)) -}}
+{{- if .parent -}}
 {{- $_ := set $byGroup .group (append (get $byGroup .group | default list) .resource) -}}
 {{- end -}}
 {{- end -}}
 {{- $rules := list -}}
 {{- range $group := keys $byGroup | sortAlpha -}}
 {{- $rules = append $rules (dict "apiGroups" (list $group) "resources" (get $byGroup $group | uniq | sortAlpha) "verbs" $.verbs) -}}
+{{- end -}}
+{{- range (.ctx.Files.Get "files/kinds.yaml" | fromYamlArray) -}}
+{{- if and .parent (not .governable) -}}
+{{- $group := "" -}}
+{{- if contains "/" .apiVersion -}}{{- $group = (split "/" .apiVersion)._0 -}}{{- end -}}
+{{- $rules = append $rules (dict "apiGroups" (list $group) "resources" (list .resource) "verbs" $.verbs) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}
@@ -130,24 +146,21 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $kinds := (include "kaptain-warden.governedKinds" . | fromYaml).kinds -}}
 {{- $backfill := .Values.sweeper.backfill -}}
 {{- $verbs := dict -}}
-{{- $hasRevisions := false -}}
-{{- $hasSecrets := false -}}
+{{- $keptWhileReferenced := false -}}
 {{- range $kinds -}}
 {{- $key := printf "%s %s" .group .resource -}}
 {{- $add := list "list" "delete" -}}
 {{- if $backfill -}}
 {{- /* Parents are read for their owner; a Secret is never one, and its data is not the sweeper's to read. */ -}}
-{{- if and (eq .group "") (eq .kind "Secret") -}}{{- $add = append $add "patch" -}}{{- else -}}{{- $add = concat $add (list "get" "patch") -}}{{- end -}}
+{{- if .parent -}}{{- $add = concat $add (list "get" "patch") -}}{{- else -}}{{- $add = append $add "patch" -}}{{- end -}}
 {{- end -}}
 {{- $_ := set $verbs $key (concat (get $verbs $key | default list) $add) -}}
-{{- if and (eq .group "serving.knative.dev") (eq .kind "Revision") -}}{{- $hasRevisions = true -}}{{- end -}}
-{{- if and (eq .group "") (eq .kind "Secret") -}}{{- $hasSecrets = true -}}{{- end -}}
+{{- /* What the sweeper reads to decide about the kind (a Revision's Configuration and InferenceServices). */ -}}
+{{- range .sweeperReads -}}
+{{- $key := printf "%s %s" .apiGroup .resource -}}
+{{- $_ := set $verbs $key (append (get $verbs $key | default list) "get") -}}
 {{- end -}}
-{{- if $hasRevisions -}}
-{{- /* The latest ready revision and the InferenceService status components protect revisions. */ -}}
-{{- range list "serving.knative.dev configurations" "serving.kserve.io inferenceservices" "serving.kubeflow.org inferenceservices" -}}
-{{- $_ := set $verbs . (append (get $verbs . | default list) "get") -}}
-{{- end -}}
+{{- if .keptWhileReferenced -}}{{- $keptWhileReferenced = true -}}{{- end -}}
 {{- end -}}
 {{- /* Rules that warn before expiry (warnBefore not "0") write warned-at on their kinds. */ -}}
 {{- range $rule := .Values.policy.rules -}}
@@ -178,7 +191,7 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $_ := set $verbs " pods" (append (get $verbs " pods" | default list) "list") -}}
 {{- end -}}
 {{- end -}}
-{{- if $hasSecrets -}}
+{{- if $keptWhileReferenced -}}
 {{- /* A Secret a live workload still references is never deleted. */ -}}
 {{- range (.Files.Get "files/secret-holders.yaml" | fromYamlArray) -}}
 {{- $group := "" -}}
