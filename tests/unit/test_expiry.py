@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kaptain_warden.policies.expiry import RevisionHold, decide, hold
+from kaptain_warden.policies.expiry import Protection, decide, protect
 from kaptain_warden.policies.loader import load_policy, load_policy_text
 from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.timestamps import format_time
@@ -337,8 +337,14 @@ def test_a_revision_knative_protects_outlives_its_ttl(reason):
     decision = decide(
         obj=obj, policy=POLICY, now=NOW, retention=verdict("keep", reason, protected=True)
     )
-    assert decision.action == "keep"
-    assert decision.reason == reason
+    assert (decision.action, decision.kept) == ("keep", True)
+    # A delete a protection stops says what would have happened.
+    assert decision.reason.startswith(f"{reason} (otherwise: expired")
+    running = revision(expires=NOW + 24 * HOUR)
+    decision = decide(
+        obj=running, policy=POLICY, now=NOW, retention=verdict("keep", reason, protected=True)
+    )
+    assert (decision.action, decision.reason, decision.kept) == ("keep", reason, True)
 
 
 def test_a_revision_retention_keeps_without_protection_still_expires_by_ttl():
@@ -362,21 +368,31 @@ def test_a_revision_without_a_plan_is_kept():
     obj = revision(expires=NOW - 24 * HOUR)
     assert decide(obj=obj, policy=POLICY, now=NOW).action == "keep"
     held = decide(
-        obj=obj, policy=POLICY, now=NOW, retention=RevisionHold("configuration cfg unreadable")
+        obj=obj,
+        policy=POLICY,
+        now=NOW,
+        protection=Protection("kept: configuration cfg could not be read"),
     )
-    assert (held.action, held.reason) == ("keep", "kept: configuration cfg unreadable")
+    assert held.action == "keep"
+    assert held.reason.startswith("kept: configuration cfg could not be read (otherwise: expired")
 
 
 # -- hold, prefixes ----------------------------------------------------------------------------
 
 
-def test_hold_turns_a_delete_into_a_keep_and_says_both():
+def test_a_protection_turns_a_delete_into_a_keep_and_says_both():
+    in_use = Protection("kept: in use by Pod/train")
     due = decide(obj=managed(expires=NOW - HOUR), policy=POLICY, now=NOW)
-    held = hold(due, "kept: in use by Pod/train")
-    assert held.action == "keep"
+    held = protect(due, in_use)
+    assert (held.action, held.kept) == ("keep", True)
     assert held.reason.startswith("kept: in use by Pod/train (otherwise: expired")
-    kept = decide(obj=managed(expires=NOW + HOUR), policy=POLICY, now=NOW)
-    assert hold(kept, "kept: in use") is kept
+    # decide applies it the same way, after the checks that keep an object for other reasons.
+    assert decide(obj=managed(expires=NOW - HOUR), policy=POLICY, now=NOW, protection=in_use) == (
+        held
+    )
+    unmanaged = managed(expires=NOW - HOUR)
+    unmanaged["metadata"]["labels"].pop("warden.kaptain.io/managed")
+    assert decide(obj=unmanaged, policy=POLICY, now=NOW, protection=in_use).kept is False
 
 
 def test_a_custom_prefix_is_read():

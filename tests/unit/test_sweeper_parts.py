@@ -16,14 +16,15 @@ import urllib3
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.kube.leases import RoutineElectionFilter
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
+from kaptain_warden.policies.expiry import Decision
 from kaptain_warden.policies.kinds import known_kind
 from kaptain_warden.sweeper.deleter import (
-    Candidate,
     Deleter,
     is_transient,
     is_unavailable,
     run_deletions,
 )
+from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.leader import LeaseSettings
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
@@ -189,8 +190,12 @@ def entry(name: str, uid: str = "") -> ReportEntry:
     )
 
 
-def candidates(n: int) -> list[Candidate]:
-    return [Candidate(entry=entry(f"s{i}"), kind=SECRET, cause="ttl") for i in range(n)]
+def candidates(n: int) -> list[SweepItem]:
+    due = Decision("delete", "expired", NOW, "ttl")
+    return [
+        SweepItem(kind=SECRET, entry=entry(f"s{i}"), resource_version="1", decision=due)
+        for i in range(n)
+    ]
 
 
 def deleter(api: ScriptedApi, *, dry_run: bool = False, metrics=None) -> Deleter:

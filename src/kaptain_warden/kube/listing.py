@@ -4,16 +4,16 @@ must read status."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import METADATA_LIST_ONLY, resource_path
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import ApiVersioned
 
-__all__ = ["KindNotServedError", "ListRequest", "list_all"]
+__all__ = ["KindNotServedError", "ListRequest", "list_all", "list_each"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # server then answers 410 Gone and the list must start over (API concepts, "Retrieving large
 # results sets in chunks"). Three fresh starts in a row mean something else is wrong.
 _MAX_RESTARTS = 3
+
+T = TypeVar("T")
 
 
 class KindNotServedError(LookupError):
@@ -51,25 +53,37 @@ class ListRequest(ApiVersioned):
 
 
 def list_all(api: KubeApi, request: ListRequest) -> list[dict[str, Any]]:
-    """Every item of the collection(s), all or nothing.
+    """Every item of the collection(s), trimmed (see `list_each`)."""
+    return list_each(api, request, lambda item: item)
 
+
+def list_each(
+    api: KubeApi, request: ListRequest, handle: Callable[[dict[str, Any]], T | None]
+) -> list[T]:
+    """`handle(item)` for every item of the collection(s) as its page arrives; all or nothing.
+
+    Only one page of objects is held at a time: `handle` keeps what it needs (None: nothing).
     Lists with `limit` and `continue`; a 410 Gone (expired continue token) restarts that
-    namespace's list from the beginning, discarding what was read, so a caller never plans
+    namespace's list from the beginning, discarding what was handled, so a caller never plans
     on a partial list (retention counts revisions). Raises `KindNotServedError` on a 404 for
     the collection, or the API error that stopped the list.
     """
-    items: list[dict[str, Any]] = []
+    results: list[T] = []
     if request.namespaces:
         for namespace in request.namespaces:
             if namespace not in request.excluded_namespaces:
-                items += _list_one(api, request, namespace)
+                results += _list_one(api, request, namespace, handle)
     else:
-        items = _list_one(api, request, None)
-    excluded = request.excluded_namespaces
-    return [i for i in items if i["metadata"].get("namespace", "") not in excluded]
+        results = _list_one(api, request, None, handle)
+    return results
 
 
-def _list_one(api: KubeApi, request: ListRequest, namespace: str | None) -> list[dict[str, Any]]:
+def _list_one(
+    api: KubeApi,
+    request: ListRequest,
+    namespace: str | None,
+    handle: Callable[[dict[str, Any]], T | None],
+) -> list[T]:
     path = resource_path(
         group=request.group,
         version=request.version,
@@ -86,18 +100,26 @@ def _list_one(api: KubeApi, request: ListRequest, namespace: str | None) -> list
     if fields:
         base.append(("fieldSelector", ",".join(fields)))
     accept = METADATA_LIST_ONLY if request.metadata_only else "application/json"
+    excluded = request.excluded_namespaces
     restarts = 0
     while True:
-        items: list[dict[str, Any]] = []
+        results: list[T] = []
         token = ""
         try:
             while True:
                 query = [*base, ("continue", token)] if token else base
                 page = api.get(path, query=query, accept=accept)
-                items += (_trim(i, request) for i in page.get("items") or ())
+                for item in page.get("items") or ():
+                    trimmed = _trim(item, request)
+                    if trimmed["metadata"].get("namespace", "") in excluded:
+                        continue
+                    kept = handle(trimmed)
+                    if kept is not None:
+                        results.append(kept)
                 token = (page.get("metadata") or {}).get("continue") or ""
+                del page
                 if not token:
-                    return items
+                    return results
         except ApiError as exc:
             if exc.status == 404:
                 raise KindNotServedError(f"{request.api_version} {request.resource}") from exc

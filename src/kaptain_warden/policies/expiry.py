@@ -25,12 +25,12 @@ __all__ = [
     "Action",
     "Cause",
     "Decision",
-    "RevisionHold",
+    "Protection",
     "creator_to_check",
     "decide",
-    "hold",
     "is_revision",
     "owner_of",
+    "protect",
     "rule_id_of",
 ]
 
@@ -63,8 +63,11 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class RevisionHold:
-    """Retention could not be planned for a Revision (e.g. its Configuration is unreadable)."""
+class Protection:
+    """Something besides the object's own clocks keeps it, whatever they say: a live workload
+    uses the Secret, Knative protects the Revision, or retention could not be planned for it
+    (its Configuration is unreadable). `reason` is the whole report reason (`kept: ...`,
+    `protected: ...`)."""
 
     reason: str
 
@@ -92,11 +95,16 @@ def is_revision(obj: Mapping[str, Any]) -> bool:
     return kind is not None and kind.retention
 
 
-def hold(decision: Decision, reason: str) -> Decision:
-    """Turn a `delete` into a `keep` for `reason` (e.g. a Secret still in use); keeps pass."""
-    if decision.action == "keep":
-        return decision
-    return Decision(action="keep", reason=f"{reason} (otherwise: {decision.reason})", kept=True)
+def protect(decision: Decision, protection: Protection) -> Decision:
+    """Keep an object a protection holds, on purpose (`kept`), however its clocks stand.
+
+    The one way anything blocks a delete: in-use Secrets and protected or unplanned Revisions
+    alike. A delete it stops says what would have happened: `<protection> (otherwise: ...)`.
+    """
+    reason = protection.reason
+    if decision.action == "delete":
+        reason = f"{reason} (otherwise: {decision.reason})"
+    return Decision(action="keep", reason=reason, kept=True)
 
 
 def decide(
@@ -104,8 +112,9 @@ def decide(
     obj: Mapping[str, Any],
     policy: Policy,
     now: datetime,
-    retention: RevisionVerdict | RevisionHold | None = None,
+    retention: RevisionVerdict | None = None,
     creator_missing_since: datetime | None = None,
+    protection: Protection | None = None,
 ) -> Decision:
     """Decide whether a listed object is due for deletion at `now`.
 
@@ -122,13 +131,14 @@ def decide(
        from the kind's own status (`completion.finished_at`), and never from before the object
        was stamped (`created-at`): a backfilled Job that finished last year gets the full TTL.
        Not finished means this clock does not run.
-    4. Revisions: `retention` is the plan for this revision (`RevisionHold` when it could not be
-       planned, which keeps it). A revision Knative protects, or one retention could not read,
-       is kept even when a TTL ran out; otherwise retention's `delete` also sends it away.
+    4. Revisions: `retention` is the plan for this revision; retention's `delete` also sends it
+       away. A revision Knative protects (a `protected` verdict) or one without a plan is kept
+       even when a TTL ran out, through `protect`, like any other `protection`.
     5. `expireWhenCreatorGone`: an object with a `created-by-pod-uid` is due that long after its
        creator Pod went, counted from `creator-gone-at` (when a sweeper first saw it gone), or
        else from `creator_missing_since` (the sweeper sees it gone now and records that
        instant). A Pod uid never comes back, so once gone, gone for good.
+    6. `protection` (e.g. a live workload uses this Secret) keeps it: `protect`.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
@@ -172,19 +182,19 @@ def decide(
     if creator is not None:
         clocks.append(creator)
 
-    revision_veto: str | None = None
     if is_revision(obj):
-        if retention is None:
-            retention = RevisionHold("revision retention was not planned")
-        if isinstance(retention, RevisionHold):
-            revision_veto = f"kept: {retention.reason}"
-        elif retention.protected:
-            revision_veto = retention.reason
-        else:
+        if retention is not None and retention.protected:
+            protection = protection or Protection(retention.reason)
+        elif retention is not None:
             clocks.append(_retention_clock(retention, now, rule.retention))
-    if revision_veto is not None:
-        return Decision("keep", revision_veto, kept=True)
+        elif protection is None:
+            protection = Protection("kept: revision retention was not planned")
+    decision = _by_clocks(clocks, rule_id, ignored_keep, now)
+    return protect(decision, protection) if protection is not None else decision
 
+
+def _by_clocks(clocks: list[_Clock], rule_id: str, ignored_keep: str, now: datetime) -> Decision:
+    """Due when a clock ran out (the earliest says when); else kept until the nearest one."""
     due = [c for c in clocks if c.due]
     if due:
         first = min(due, key=lambda c: (c.deadline is None, c.deadline or now))

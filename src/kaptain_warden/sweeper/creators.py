@@ -12,10 +12,9 @@ from typing import Literal
 from kaptain_warden.kube.api import KubeApi, patch_listed
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
-from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.sweeper.report import ReportEntry
+from kaptain_warden.sweeper.items import SweepItem
 
 __all__ = ["LivePods", "RecordOutcome", "find_live_pods", "record_creator_gone"]
 
@@ -77,10 +76,8 @@ def find_live_pods(api: KubeApi, *, namespaces: Iterable[str], page_size: int = 
 
 def record_creator_gone(
     api: KubeApi,
+    item: SweepItem,
     *,
-    kind: KnownKind,
-    entry: ReportEntry,
-    resource_version: str,
     keys: MetadataKeys,
     seen: datetime,
     dry_run: bool,
@@ -92,6 +89,7 @@ def record_creator_gone(
     is the first sighting and never moves later once written. The answer is asked for as
     metadata only (a Secret's data never reaches the sweeper).
     """
+    entry = item.entry
     fields = {
         "apiVersion": entry.api_version,
         "kind": entry.kind,
@@ -106,10 +104,10 @@ def record_creator_gone(
     try:
         written = patch_listed(
             api,
-            kind,
+            item.kind,
             namespace=entry.namespace,
             name=entry.name,
-            resource_version=resource_version,
+            resource_version=item.resource_version,
             annotations={keys.creator_gone_at: format_time(seen)},
         )
     except ApiError as exc:

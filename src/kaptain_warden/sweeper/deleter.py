@@ -12,14 +12,13 @@ from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.policies.expiry import Cause
-from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.model import PropagationPolicy
 from kaptain_warden.sweeper.events import record_event
+from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import Outcome, ReportEntry
 
 __all__ = [
-    "Candidate",
     "Deleter",
     "DeletionSummary",
     "is_transient",
@@ -65,15 +64,6 @@ def is_unavailable(exc: BaseException) -> bool:
     return status is None or status in _UNAVAILABLE
 
 
-@dataclass
-class Candidate:
-    """An object decided `delete`: its report entry, its kind, and which clock sent it."""
-
-    entry: ReportEntry
-    kind: KnownKind
-    cause: Cause | None
-
-
 @dataclass(frozen=True)
 class DeletionSummary:
     """What the delete phase did, and why it stopped early (None when it did not)."""
@@ -110,7 +100,7 @@ class Deleter:
         """Where outcomes are counted (None: nowhere)."""
         return self._metrics
 
-    def delete(self, candidate: Candidate) -> bool:
+    def delete(self, candidate: SweepItem) -> bool:
         """Delete one object and record the outcome on its entry; True when it was transient.
 
         Never raises for an API error: 404 (already gone) and 409 (the uid precondition
@@ -198,14 +188,14 @@ class Deleter:
         self._record_event(candidate)
         return False
 
-    def _record_event(self, candidate: Candidate) -> None:
+    def _record_event(self, candidate: SweepItem) -> None:
         entry = candidate.entry
         record_event(
             self._api,
             entry=entry,
             reporting_instance=self._instance,
             action="Delete",
-            reason=_EVENT_REASONS[candidate.cause],
+            reason=_EVENT_REASONS[candidate.decision.cause],
             note=f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
             f"{entry.owner}{_provenance(entry)}): {entry.reason}",
         )
@@ -220,7 +210,7 @@ def _provenance(entry: ReportEntry) -> str:
 
 def run_deletions(
     deleter: Deleter,
-    candidates: Sequence[Candidate],
+    candidates: Sequence[SweepItem],
     *,
     budget: int,
     batch_size: int = 50,

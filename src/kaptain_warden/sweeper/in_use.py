@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.errors import ApiError, describe_error
-from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.kinds import HOLDER_KINDS, KnownKind
 from kaptain_warden.policies.secret_refs import secret_references, volume_secret_references
 
-__all__ = ["SecretHolders", "find_secret_holders"]
+__all__ = ["CLUSTER_WIDE_FROM", "SecretHolders", "find_secret_holders"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,28 +31,42 @@ class SecretHolders:
         return self.holders.get(namespace, {}).get(secret, [])
 
 
+#: From this many namespaces with a Secret due on, each holder kind is listed once across the
+#: cluster (streamed, page by page, indexing only those namespaces) instead of once per
+#: namespace: 16 kinds x N namespaces requests become 16 x pages.
+CLUSTER_WIDE_FROM = 3
+
+
 def find_secret_holders(
     api: KubeApi,
     *,
     namespaces: Iterable[str],
     page_size: int = 500,
     volumes_optional: bool = False,
+    cluster_wide: bool = True,
+    excluded_namespaces: Collection[str] = (),
 ) -> SecretHolders:
     """List each namespace's pods, pod templates and ServiceAccounts, and index their Secrets.
 
-    Only the namespaces that have a Secret to delete are read. A kind the API server does not
-    serve (no training-operator CRDs, say) holds nothing; any other error marks the namespace
-    unreadable, and the caller keeps its Secrets (never delete on doubt). PersistentVolumes are
-    listed once, cluster-wide; when they cannot be, every namespace is unreadable, unless
-    `volumes_optional` (a dry run by an identity that may not list them, such as a notebook
-    user's `ls`) and the API server said 403: then they are left out.
+    Only the namespaces that have a Secret to delete are indexed: one list per namespace and
+    kind, or, with `cluster_wide` and at least `CLUSTER_WIDE_FROM` of them, one list per kind
+    across the cluster (but `excluded_namespaces`); when that list fails, that kind is read
+    namespace by namespace instead (an identity that may only read some namespaces). Pages
+    are streamed: only the Secret names each holder references are kept. A kind the API
+    server does not serve (no training-operator CRDs, say) holds nothing; any other error
+    marks the namespace unreadable, and the caller keeps its Secrets (never delete on doubt).
+    PersistentVolumes are listed once, cluster-wide; when they cannot be, every namespace is
+    unreadable, unless `volumes_optional` (a dry run by an identity that may not list them,
+    such as a notebook user's `ls`) and the API server said 403: then they are left out.
     """
     result = SecretHolders()
     wanted = sorted(set(namespaces))
-    volumes: dict[str, dict[str, list[str]]] = {}
+    if not wanted:
+        return result
+    index: dict[str, dict[str, list[str]]] = {namespace: {} for namespace in wanted}
     for holder in (h for h in HOLDER_KINDS if h.cluster_scoped):
         try:
-            _index_volumes(api, holder, page_size, volumes)
+            _index_volumes(api, holder, page_size, index)
         except ApiError as exc:
             if volumes_optional and getattr(exc, "status", None) == 403:
                 logger.warning(
@@ -66,24 +81,18 @@ def find_secret_holders(
             )
             result.unreadable = dict.fromkeys(wanted, reason)
             return result
-    for namespace in wanted:
-        index: dict[str, list[str]] = {
-            secret: list(names) for secret, names in volumes.get(namespace, {}).items()
-        }
-        for holder in (h for h in HOLDER_KINDS if not h.cluster_scoped):
-            request = ListRequest(
-                api_version=holder.api_version,
-                kind=holder.kind,
-                resource=holder.resource,
-                namespaces=(namespace,),
-                metadata_only=False,
-                keep=("spec", "status", "secrets", "imagePullSecrets"),
-                page_size=page_size,
-            )
-            try:
-                objects = list_all(api, request)
-            except KindNotServedError:
+    across = cluster_wide and len(wanted) >= CLUSTER_WIDE_FROM
+    for holder in (h for h in HOLDER_KINDS if not h.cluster_scoped):
+        if across and _index_across(api, holder, page_size, excluded_namespaces, index):
+            continue
+        for namespace in wanted:
+            if namespace in result.unreadable:
                 continue
+            request = _holder_request(holder, page_size, namespaces=(namespace,))
+            try:
+                _index(api, holder, request, index)
+            except KindNotServedError:
+                break  # served nowhere: no other namespace has any either
             except ApiError as exc:
                 result.unreadable[namespace] = (
                     f"could not list {holder.resource} in {namespace}: {describe_error(exc)}"
@@ -96,20 +105,77 @@ def find_secret_holders(
                         "error": describe_error(exc),
                     },
                 )
-                break
-            for obj in objects:
-                holder_name = f"{holder.kind}/{obj['metadata'].get('name', '')}"
-                for secret in sorted(secret_references(obj, holder)):
-                    index.setdefault(secret, []).append(holder_name)
-        else:
-            result.holders[namespace] = index
+    result.holders = {n: i for n, i in index.items() if n not in result.unreadable}
     return result
+
+
+def _holder_request(
+    holder: KnownKind,
+    page_size: int,
+    *,
+    namespaces: Sequence[str] = (),
+    excluded: Collection[str] = (),
+) -> ListRequest:
+    return ListRequest(
+        api_version=holder.api_version,
+        kind=holder.kind,
+        resource=holder.resource,
+        namespaces=namespaces,
+        excluded_namespaces=excluded,
+        metadata_only=False,
+        keep=("spec", "status", "secrets", "imagePullSecrets"),
+        page_size=page_size,
+    )
+
+
+def _index(
+    api: KubeApi,
+    holder: KnownKind,
+    request: ListRequest,
+    index: dict[str, dict[str, list[str]]],
+) -> None:
+    """Add the Secrets each listed holder references to `index` (only its namespaces)."""
+
+    def references(obj: dict[str, Any]) -> tuple[str, str, frozenset[str]] | None:
+        namespace = obj["metadata"].get("namespace", "")
+        if namespace not in index:
+            return None
+        secrets = secret_references(obj, holder)
+        return (namespace, f"{holder.kind}/{obj['metadata'].get('name', '')}", secrets)
+
+    # All or nothing: a namespace whose list fails halfway has no partial index.
+    for namespace, name, secrets in list_each(api, request, references):
+        for secret in sorted(secrets):
+            index[namespace].setdefault(secret, []).append(name)
+
+
+def _index_across(
+    api: KubeApi,
+    holder: KnownKind,
+    page_size: int,
+    excluded: Collection[str],
+    index: dict[str, dict[str, list[str]]],
+) -> bool:
+    """One list of `holder` across the cluster; False when it failed (read per namespace)."""
+    try:
+        _index(api, holder, _holder_request(holder, page_size, excluded=excluded), index)
+    except KindNotServedError:
+        return True
+    except ApiError as exc:
+        logger.info(
+            "cannot list %s across namespaces (%s); reading them namespace by namespace",
+            holder.resource,
+            describe_error(exc),
+        )
+        return False
+    return True
 
 
 def _index_volumes(
     api: KubeApi, holder: KnownKind, page_size: int, into: dict[str, dict[str, list[str]]]
 ) -> None:
-    """Index the Secrets cluster-scoped holders (PersistentVolumes) name, by namespace."""
+    """Index the Secrets cluster-scoped holders (PersistentVolumes) name, in the namespaces of
+    `into`."""
     request = ListRequest(
         api_version=holder.api_version,
         kind=holder.kind,
@@ -118,11 +184,15 @@ def _index_volumes(
         keep=("spec",),
         page_size=page_size,
     )
+
+    def references(obj: dict[str, Any]) -> tuple[str, frozenset[tuple[str, str]]]:
+        return (f"{holder.kind}/{obj['metadata'].get('name', '')}", volume_secret_references(obj))
+
     try:
-        objects = list_all(api, request)
+        volumes = list_each(api, request, references)
     except KindNotServedError:
         return
-    for obj in objects:
-        name = f"{holder.kind}/{obj['metadata'].get('name', '')}"
-        for namespace, secret in sorted(volume_secret_references(obj)):
-            into.setdefault(namespace, {}).setdefault(secret, []).append(name)
+    for name, references_ in volumes:
+        for namespace, secret in sorted(references_):
+            if namespace in into:
+                into[namespace].setdefault(secret, []).append(name)

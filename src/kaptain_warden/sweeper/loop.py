@@ -9,37 +9,30 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
-from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.kube.parents import ParentOwnerResolver
-from kaptain_warden.policies.expiry import (
-    Decision,
-    creator_to_check,
-    decide,
-    hold,
-    is_revision,
-    owner_of,
-    rule_id_of,
-)
-from kaptain_warden.policies.expiry_warnings import expiry_warning, state_of
+from kaptain_warden.policies.expiry import Decision, Protection, creator_to_check, decide
 from kaptain_warden.policies.kinds import KnownKind
+from kaptain_warden.policies.metadata import KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
-from kaptain_warden.policies.objects import string_map
+from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.secret_refs import holders_reason
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver, backfill
 from kaptain_warden.sweeper.creators import LivePods, find_live_pods, record_creator_gone
-from kaptain_warden.sweeper.deleter import Candidate, Deleter, DeletionSummary, run_deletions
+from kaptain_warden.sweeper.deleter import Deleter, DeletionSummary, run_deletions
 from kaptain_warden.sweeper.in_use import find_secret_holders
+from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
-from kaptain_warden.sweeper.revisions import plan_revisions
+from kaptain_warden.sweeper.revisions import RevisionPlan, plan_revisions
 from kaptain_warden.sweeper.settings import SweeperSettings
-from kaptain_warden.sweeper.warner import Due, Warner
+from kaptain_warden.sweeper.warner import Warner
 
 __all__ = ["CycleReport", "Sweeper", "run_forever"]
 
@@ -50,6 +43,7 @@ logger = logging.getLogger(__name__)
 AfterDecisions = Callable[[Sequence[ReportEntry]], None]
 #: Returns why this replica must not delete now (e.g. the Lease is not ours), or None.
 Guard = Callable[[], str | None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -140,62 +134,50 @@ class Sweeper:
             report.errors += filled.errors
             report.entries += filled.entries
 
-        listed: list[tuple[KnownKind, dict[str, Any]]] = []
-        for kind in self.policy.kinds:
-            objects = self._list(kind, report)
-            listed += ((kind, obj) for obj in objects)
-
-        revisions = [obj for _, obj in listed if is_revision(obj)]
-        plan = (
-            plan_revisions(self.api, revisions=revisions, policy=self.policy, now=now)
-            if revisions
-            else {}
-        )
-        live = self._live_creators(listed, report)
         # When the sweeper saw a creator gone: now, or the wall clock when previewing a later
         # instant (--at): a Pod cannot have been seen gone after it was looked for.
         seen = min(now, datetime.now(UTC))
-        decided: list[tuple[KnownKind, dict[str, Any], Decision]] = []
-        newly_gone: set[int] = set()
-        for kind, obj in listed:
-            uid = creator_to_check(obj, self.policy)
-            namespace = str((obj.get("metadata") or {}).get("namespace", ""))
-            missing = uid is not None and live.missing(namespace, uid)
-            if missing:
-                newly_gone.add(id(obj))
-            decision = self._decide(obj, plan, now, seen if missing else None)
-            decided.append((kind, obj, decision))
-        decided = self._protect_secrets_in_use(decided, report)
+        creators = _Creators(self.api, page_size=self.settings.page_size)
+        items: list[SweepItem] = []
+        revisions: list[tuple[KnownKind, dict[str, Any]]] = []
+        for kind in self.policy.kinds:
+            if kind.kind == "Revision" and kind.group == KNATIVE_GROUP:
+                # Retention counts a Configuration's revisions together: they wait for the plan.
+                revisions += ((kind, obj) for obj in self._list(kind, report, lambda o: o))
+                continue
 
-        candidates: list[Candidate] = []
-        warnings: list[Due] = []
-        gone: list[tuple[KnownKind, ReportEntry, str]] = []
-        for kind, obj, decision in decided:
-            entry = _entry(kind, obj, decision, self.policy, now)
-            report.entries.append(entry)
-            if id(obj) in newly_gone and decision.action == "keep":
-                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-                gone.append((kind, entry, version))
-            if decision.action == "delete":
-                candidates.append(Candidate(entry=entry, kind=kind, cause=decision.cause))
-            elif warning := expiry_warning(obj=obj, policy=self.policy, decision=decision, now=now):
-                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-                warnings.append(Due(kind, entry, version, warning))
+            def decided(obj: dict[str, Any], kind: KnownKind = kind) -> SweepItem:
+                return self._item(kind, obj, now, seen, creators)
+
+            items += self._list(kind, report, decided)
+        if revisions:
+            plan = plan_revisions(
+                self.api, revisions=[obj for _, obj in revisions], policy=self.policy, now=now
+            )
+            items += (
+                self._item(kind, obj, now, seen, creators, plan=plan) for kind, obj in revisions
+            )
+            del revisions
+        report.errors += creators.live.unreadable.values()
+        self._protect_secrets_in_use(items, report)
+
+        report.entries += (item.entry for item in items)
         report.entries.sort(key=lambda e: (e.namespace, e.api_version, e.kind, e.name))
-        self._count(decided, now)
+        self._count(items)
 
         if after_decisions is not None:
             after_decisions(report.entries)
-        self._record_gone(gone, guard=guard, seen=seen)
-        report.warned = self._warn(warnings, guard=guard, now=now)
+        self._record_gone([i for i in items if i.record_creator_gone], guard=guard, seen=seen)
+        report.warned = self._warn([i for i in items if i.warning], guard=guard, now=now)
         # Most overdue first, so a spent budget leaves the freshest for the next pass.
-        candidates.sort(
-            key=lambda c: (
-                c.entry.expires_at is None,
-                c.entry.expires_at or now,
-                c.entry.namespace,
-                c.entry.name,
-            )
+        candidates = sorted(
+            (i for i in items if i.due),
+            key=lambda i: (
+                i.entry.expires_at is None,
+                i.entry.expires_at or now,
+                i.entry.namespace,
+                i.entry.name,
+            ),
         )
         report.deletion = run_deletions(
             self._deleter,
@@ -252,7 +234,11 @@ class Sweeper:
             created_after=since,
         )
 
-    def _list(self, kind: KnownKind, report: CycleReport) -> list[dict[str, Any]]:
+    def _list(
+        self, kind: KnownKind, report: CycleReport, handle: Callable[[dict[str, Any]], T]
+    ) -> list[T]:
+        """`handle` each listed object of `kind` as its page arrives; [] when it cannot be
+        listed (reported) or is not served."""
         name = f"{kind.resource}.{kind.group}" if kind.group else kind.resource
         request = ListRequest(
             api_version=kind.api_version,
@@ -268,7 +254,7 @@ class Sweeper:
             page_size=self.settings.page_size,
         )
         try:
-            objects = list_all(self.api, request)
+            objects = list_each(self.api, request, handle)
         except KindNotServedError:
             report.not_served.append(name)
             if name not in self._not_served:
@@ -293,27 +279,8 @@ class Sweeper:
             logger.info("%s is served again", name, extra={"apiVersion": kind.api_version})
         return objects
 
-    def _live_creators(
-        self, listed: Sequence[tuple[KnownKind, dict[str, Any]]], report: CycleReport
-    ) -> LivePods:
-        """The Pods of the namespaces where some object waits for its creator to go."""
-        namespaces = {
-            str((obj.get("metadata") or {}).get("namespace", ""))
-            for _, obj in listed
-            if creator_to_check(obj, self.policy) is not None
-        }
-        if not namespaces:
-            return LivePods()
-        live = find_live_pods(self.api, namespaces=namespaces, page_size=self.settings.page_size)
-        report.errors += live.unreadable.values()
-        return live
-
     def _record_gone(
-        self,
-        gone: Sequence[tuple[KnownKind, ReportEntry, str]],
-        *,
-        guard: Guard | None,
-        seen: datetime,
+        self, gone: Sequence[SweepItem], *, guard: Guard | None, seen: datetime
     ) -> None:
         """Record `creator-gone-at` on objects whose creator this pass first saw gone."""
         if not gone:
@@ -322,37 +289,48 @@ class Sweeper:
         if stopped is not None:
             logger.info("creator-gone-at not recorded this pass: %s", stopped)
             return
-        for kind, entry, version in gone:
+        for item in gone:
             record_creator_gone(
                 self.api,
-                kind=kind,
-                entry=entry,
-                resource_version=version,
+                item,
                 keys=self.policy.keys,
                 seen=seen,
                 dry_run=self.settings.dry_run,
             )
 
-    def _decide(
+    def _item(
         self,
+        kind: KnownKind,
         obj: Mapping[str, Any],
-        plan: Mapping[Any, Any],
         now: datetime,
-        creator_missing_since: datetime | None = None,
-    ) -> Decision:
+        seen: datetime,
+        creators: _Creators,
+        *,
+        plan: RevisionPlan | None = None,
+    ) -> SweepItem:
+        """Decide one listed object; its record (the object itself is not kept)."""
         meta = obj.get("metadata") or {}
         try:
-            retention = (
-                plan.get((meta.get("namespace", ""), meta.get("name", "")))
-                if is_revision(obj)
-                else None
-            )
-            return decide(
+            uid = creator_to_check(obj, self.policy)
+            missing = uid is not None and creators.missing(str(meta.get("namespace", "")), uid)
+            retention: RevisionVerdict | None = None
+            protection: Protection | None = None
+            if plan is not None:
+                answer = plan.get((meta.get("namespace", ""), meta.get("name", "")))
+                if isinstance(answer, Protection):
+                    protection = answer
+                else:
+                    retention = answer
+            decision = decide(
                 obj=obj,
                 policy=self.policy,
                 now=now,
                 retention=retention,
-                creator_missing_since=creator_missing_since,
+                creator_missing_since=seen if missing else None,
+                protection=protection,
+            )
+            return SweepItem.of(
+                kind, obj, decision, policy=self.policy, now=now, creator_missing=missing
             )
         except Exception as exc:  # one bad object never stops a pass
             logger.exception(
@@ -363,42 +341,32 @@ class Sweeper:
                     "object": meta.get("name"),
                 },
             )
-            return Decision("keep", f"kept: could not decide ({type(exc).__name__}: {exc})")
+            kept = Decision("keep", f"kept: could not decide ({type(exc).__name__}: {exc})")
+            return SweepItem.of(kind, obj, kept, policy=self.policy, now=now)
 
-    def _protect_secrets_in_use(
-        self,
-        decided: list[tuple[KnownKind, dict[str, Any], Decision]],
-        report: CycleReport,
-    ) -> list[tuple[KnownKind, dict[str, Any], Decision]]:
-        """Keep expired Secrets a live workload in their namespace still references."""
-        namespaces = {
-            obj["metadata"].get("namespace", "")
-            for kind, obj, d in decided
-            if d.action == "delete" and kind.api_version == "v1" and kind.kind == "Secret"
-        }
-        if not namespaces:
-            return decided
+    def _protect_secrets_in_use(self, items: Sequence[SweepItem], report: CycleReport) -> None:
+        """Keep due Secrets a live workload in their namespace still references."""
+        due = [i for i in items if i.due and i.kind.api_version == "v1" and i.kind.kind == "Secret"]
+        if not due:
+            return
         holders = find_secret_holders(
             self.api,
-            namespaces=namespaces,
+            namespaces={i.entry.namespace for i in due},
             page_size=self.settings.page_size,
             volumes_optional=self.settings.dry_run,
+            # A sweep confined to --namespace reads only those (a user's RBAC may stop there).
+            cluster_wide=not self.settings.namespaces,
+            excluded_namespaces=self.policy.settings.all_excluded_namespaces,
         )
         report.errors += holders.unreadable.values()
-        result = []
-        for kind, obj, decision in decided:
-            final = decision
-            if decision.action == "delete" and kind.api_version == "v1" and kind.kind == "Secret":
-                namespace = obj["metadata"].get("namespace", "")
-                name = obj["metadata"].get("name", "")
-                if namespace in holders.unreadable:
-                    final = hold(decision, f"kept: {holders.unreadable[namespace]}")
-                elif held_by := holders.of(namespace, name):
-                    final = hold(decision, f"kept: {holders_reason(held_by)}")
-            result.append((kind, obj, final))
-        return result
+        for item in due:
+            namespace, name = item.entry.namespace, item.entry.name
+            if namespace in holders.unreadable:
+                item.protect(Protection(f"kept: {holders.unreadable[namespace]}"))
+            elif held_by := holders.of(namespace, name):
+                item.protect(Protection(f"kept: {holders_reason(held_by)}"))
 
-    def _warn(self, warnings: Sequence[Due], *, guard: Guard | None, now: datetime) -> int:
+    def _warn(self, warnings: Sequence[SweepItem], *, guard: Guard | None, now: datetime) -> int:
         """Warn the owners of objects entering their warning window; how many were warned."""
         if not warnings:
             return 0
@@ -406,30 +374,25 @@ class Sweeper:
         if stopped is not None:
             logger.info("no warnings this pass: %s", stopped, extra={"due": len(warnings)})
             return 0
-        outcomes = [self._warner.warn(due, now=now) for due in warnings]
+        outcomes = [self._warner.warn(item, now=now) for item in warnings]
         return sum(1 for o in outcomes if o == "warned")
 
-    def _count(
-        self, decided: Sequence[tuple[KnownKind, dict[str, Any], Decision]], now: datetime
-    ) -> None:
+    def _count(self, items: Sequence[SweepItem]) -> None:
         if self.metrics is None:
             return
         states: Counter[tuple[str, str, str]] = Counter()
-        for _, obj, decision in decided:
-            namespace = str((obj.get("metadata") or {}).get("namespace", ""))
-            rule = rule_id_of(obj, self.policy) or ""
-            state = state_of(obj=obj, policy=self.policy, decision=decision, now=now)
-            states[(namespace, rule, state)] += 1
+        seen: Counter[tuple[str, str, str]] = Counter()
+        expired: Counter[tuple[str, str, str]] = Counter()
+        for item in items:
+            entry = item.entry
+            states[(entry.namespace, entry.rule or "", entry.state or "live")] += 1
+            key = (item.kind.group, item.kind.kind, entry.rule or "")
+            seen[key] += 1
+            if item.due:
+                expired[key] += 1
         self.metrics.objects.clear()
         for (namespace, rule, where), count in states.items():
             self.metrics.objects.labels(namespace=namespace, rule=rule, state=where).set(count)
-        seen: Counter[tuple[str, str, str]] = Counter()
-        expired: Counter[tuple[str, str, str]] = Counter()
-        for kind, obj, decision in decided:
-            key = (kind.group, kind.kind, rule_id_of(obj, self.policy) or "")
-            seen[key] += 1
-            if decision.action == "delete":
-                expired[key] += 1
         self.metrics.seen.clear()
         self.metrics.expired.clear()
         for (group, kind_name, rule), count in seen.items():
@@ -484,26 +447,21 @@ class Sweeper:
                 self.metrics.budget_streak.set(0)
 
 
-def _entry(
-    kind: KnownKind, obj: Mapping[str, Any], decision: Decision, policy: Policy, now: datetime
-) -> ReportEntry:
-    meta = obj.get("metadata") or {}
-    annotations = string_map(meta.get("annotations"))
-    return ReportEntry(
-        api_version=kind.api_version,
-        kind=kind.kind,
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        rule=rule_id_of(obj, policy),
-        owner=owner_of(obj, policy),
-        action=decision.action,
-        reason=decision.reason,
-        expires_at=decision.expires_at,
-        state=state_of(obj=obj, policy=policy, decision=decision, now=now),
-        notebook=annotations.get(policy.keys.notebook),
-        person=annotations.get(policy.keys.profile_owner),
-    )
+class _Creators:
+    """Are creator Pods still there? Each namespace's Pods are listed (metadata only) the first
+    time an object in it waits for its creator to go, and only then."""
+
+    def __init__(self, api: KubeApi, *, page_size: int) -> None:
+        self._api = api
+        self._page_size = page_size
+        self.live = LivePods()
+
+    def missing(self, namespace: str, uid: str) -> bool:
+        if namespace not in self.live.uids and namespace not in self.live.unreadable:
+            read = find_live_pods(self._api, namespaces=(namespace,), page_size=self._page_size)
+            self.live.uids |= read.uids
+            self.live.unreadable |= read.unreadable
+        return self.live.missing(namespace, uid)
 
 
 def run_forever(

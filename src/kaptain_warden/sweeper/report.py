@@ -28,7 +28,7 @@ Outcome = Literal[
 ]
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportEntry:
     """One governed object, its decision, and what happened to it."""
 

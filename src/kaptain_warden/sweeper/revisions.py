@@ -10,7 +10,7 @@ from typing import Any
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
-from kaptain_warden.policies.expiry import RevisionHold
+from kaptain_warden.policies.expiry import Protection
 from kaptain_warden.policies.kinds import PARENT_LABELS, split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL
 from kaptain_warden.policies.model import Policy
@@ -26,8 +26,9 @@ __all__ = ["RevisionPlan", "plan_revisions"]
 
 logger = logging.getLogger(__name__)
 
-#: (namespace, name) -> the retention answer for that Revision.
-RevisionPlan = dict[tuple[str, str], RevisionVerdict | RevisionHold]
+#: (namespace, name) -> the retention answer for that Revision: a verdict (a clock), or a
+#: Protection when it could not be planned (kept on doubt, like a Secret in use).
+RevisionPlan = dict[tuple[str, str], RevisionVerdict | Protection]
 
 # A rule without `retention` still never deletes a revision Knative protects: its TTL is
 # checked against this "collect nothing" plan, which only reports the protections.
@@ -58,8 +59,8 @@ def plan_revisions(
     grouped = {_key(r) for members in groups.values() for r in members}
     for revision in revisions:
         if _key(revision) not in grouped:
-            plan[_key(revision)] = RevisionHold(
-                f"no {KNATIVE_CONFIGURATION_LABEL} label: it belongs to no Configuration"
+            plan[_key(revision)] = Protection(
+                f"kept: no {KNATIVE_CONFIGURATION_LABEL} label: it belongs to no Configuration"
             )
 
     isvc_cache: dict[tuple[str, str, str], frozenset[str]] = {}
@@ -140,7 +141,7 @@ def _hold_all(
         extra={"namespace": namespace, "configuration": configuration},
     )
     for revision in members:
-        plan[_key(revision)] = RevisionHold(reason)
+        plan[_key(revision)] = Protection(f"kept: {reason}")
 
 
 def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:

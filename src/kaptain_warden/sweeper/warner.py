@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from kaptain_warden.kube.api import KubeApi, patch_listed
 from kaptain_warden.kube.errors import ApiError, describe_error
-from kaptain_warden.policies.expiry_warnings import EVENT_REASON, ExpiryWarning
-from kaptain_warden.policies.kinds import KnownKind
+from kaptain_warden.policies.expiry_warnings import EVENT_REASON
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
 from kaptain_warden.sweeper.events import record_event
+from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.metrics import SweeperMetrics
-from kaptain_warden.sweeper.report import ReportEntry
 
-__all__ = ["Due", "WarnOutcome", "Warner"]
+__all__ = ["WarnOutcome", "Warner"]
 
 logger = logging.getLogger(__name__)
 
 #: warned: claimed and recorded; raced: another replica (or a change) got there first;
 #: would-warn: dry run; error: the claim failed, the next pass tries again.
 WarnOutcome = Literal["warned", "raced", "would-warn", "error"]
-
-
-@dataclass(frozen=True)
-class Due:
-    """An object due a warning: its kind, its report entry, its resourceVersion as listed."""
-
-    kind: KnownKind
-    entry: ReportEntry
-    resource_version: str
-    warning: ExpiryWarning
 
 
 class Warner:
@@ -60,9 +48,12 @@ class Warner:
         self._instance = reporting_instance
         self._metrics = metrics
 
-    def warn(self, due: Due, *, now: datetime) -> WarnOutcome:
-        """Claim and announce one object; never raises for API errors."""
-        entry = due.entry
+    def warn(self, due: SweepItem, *, now: datetime) -> WarnOutcome:
+        """Claim and announce one object due a warning (`due.warning`); never raises for API
+        errors."""
+        entry, warning = due.entry, due.warning
+        if warning is None:
+            raise ValueError(f"{entry.kind} {entry.namespace}/{entry.name} is due no warning")
         fields: dict[str, Any] = {
             "apiVersion": entry.api_version,
             "kind": entry.kind,
@@ -71,7 +62,7 @@ class Warner:
             "uid": entry.uid,
             "rule": entry.rule,
             "owner": entry.owner,
-            "expiresAt": format_time(due.warning.expires_at),
+            "expiresAt": format_time(warning.expires_at),
             "dryRun": self._dry_run,
         }
         if self._dry_run:
@@ -114,7 +105,7 @@ class Warner:
             reporting_instance=self._instance,
             action="Warn",
             reason=EVENT_REASON,
-            note=due.warning.message,
+            note=warning.message,
             type_="Warning",
         )
         logger.info(
@@ -122,7 +113,7 @@ class Warner:
             entry.kind,
             entry.namespace,
             entry.name,
-            format_time(due.warning.expires_at),
+            format_time(warning.expires_at),
             extra=fields,
         )
         if self._metrics is not None:
