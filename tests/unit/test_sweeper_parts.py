@@ -24,6 +24,7 @@ from kaptain_warden.sweeper.deleter import (
     is_unavailable,
     run_deletions,
 )
+from kaptain_warden.sweeper.events import SIMILAR_EVENTS
 from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.leader import LeaseSettings
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
@@ -219,6 +220,38 @@ def test_every_delete_carries_the_uid_and_the_propagation_policy_and_records_an_
     assert (event_method, event_path) == ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events")
     assert event["body"]["regarding"]["uid"] == "uid-s0"
     assert event["body"]["reason"] == "Expired"
+
+
+def test_past_ten_similar_deletions_their_events_are_combined_into_one():
+    # Like Kubernetes' event recorder: 10 Events per namespace, kind and reason in a phase,
+    # then one combined Event naming the rest. Every delete is still sent and logged.
+    api = ScriptedApi(lambda m, p, kw: {})
+    items = candidates(25)
+    other = SweepItem(
+        kind=SECRET,
+        entry=entry("elsewhere"),
+        resource_version="1",
+        decision=items[0].decision,
+    )
+    one = deleter(api)
+    summary = run_deletions(one, items, budget=100)
+    assert summary.deleted == 25
+    deletes = [p for m, p, _ in api.calls if m == "DELETE"]
+    events = [kw["body"] for m, _, kw in api.calls if m == "POST"]
+    assert len(deletes) == 25
+    single, (combined,) = events[:-1], events[-1:]
+    assert len(single) == SIMILAR_EVENTS
+    assert all(e["note"].startswith("kaptain-warden deleted this Secret") for e in single)
+    assert combined["note"].startswith("kaptain-warden deleted 15 more Secret objects in ns")
+    named = {e["regarding"]["name"] for e in single} | set(
+        combined["note"].split("similar events: ")[1].split(", ")
+    )
+    assert named == {f"s{i}" for i in range(25)}
+    assert combined["regarding"]["name"] in named
+    # A new phase counts again from zero.
+    api.calls.clear()
+    run_deletions(one, [other], budget=10)
+    assert [m for m, _, _ in api.calls] == ["DELETE", "POST"]
 
 
 def test_dry_run_sends_nothing():

@@ -1,4 +1,4 @@
-"""Safe deletion: uid precondition, explicit propagation, a budget, a log line and an Event each."""
+"""Safe deletion: uid precondition, explicit propagation, a budget, a log line each, Events."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.policies.expiry import Cause
 from kaptain_warden.policies.model import PropagationPolicy
-from kaptain_warden.sweeper.events import record_event
+from kaptain_warden.sweeper.events import DeletionEvents
 from kaptain_warden.sweeper.items import SweepItem
-from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import Outcome, ReportEntry
+
+if TYPE_CHECKING:
+    from kaptain_warden.sweeper.metrics import SweeperMetrics
 
 __all__ = [
     "Deleter",
@@ -94,6 +96,7 @@ class Deleter:
         self._dry_run = dry_run
         self._instance = reporting_instance[:128]
         self._metrics = metrics
+        self._events = DeletionEvents(api, reporting_instance=self._instance)
 
     @property
     def metrics(self) -> SweeperMetrics | None:
@@ -190,15 +193,17 @@ class Deleter:
 
     def _record_event(self, candidate: SweepItem) -> None:
         entry = candidate.entry
-        record_event(
-            self._api,
-            entry=entry,
-            reporting_instance=self._instance,
-            action="Delete",
+        self._events.deleted(
+            entry,
             reason=_EVENT_REASONS[candidate.decision.cause],
             note=f"kaptain-warden deleted this {entry.kind} (rule {entry.rule}, owner "
             f"{entry.owner}{_provenance(entry)}): {entry.reason}",
         )
+
+    def flush_events(self) -> None:
+        """Record the combined Events of the deletions past the per-group ones (see
+        `DeletionEvents`); the end of every delete phase."""
+        self._events.flush()
 
 
 def _provenance(entry: ReportEntry) -> str:
@@ -248,6 +253,7 @@ def run_deletions(
                 stopped = "API server errors; backing off until the next cycle"
                 backed_off = any(c.entry.outcome == "deferred" for c in batch)
                 break
+    deleter.flush_events()
     for candidate in candidates[position:]:
         candidate.entry.outcome = "deferred" if backed_off else "not-attempted"
         if stopped:

@@ -9,13 +9,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
-from kaptain_warden.kube.parents import ParentOwnerResolver
 from kaptain_warden.policies.expiry import Decision, Protection, creator_to_check, decide
 from kaptain_warden.policies.kinds import KnownKind
 from kaptain_warden.policies.metadata import KNATIVE_GROUP
@@ -23,16 +22,18 @@ from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.secret_refs import holders_reason
 from kaptain_warden.policies.timestamps import parse_time
-from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver, backfill
 from kaptain_warden.sweeper.creators import LivePods, find_live_pods, record_creator_gone
 from kaptain_warden.sweeper.deleter import Deleter, DeletionSummary, run_deletions
 from kaptain_warden.sweeper.in_use import find_secret_holders
 from kaptain_warden.sweeper.items import SweepItem
-from kaptain_warden.sweeper.metrics import SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry
 from kaptain_warden.sweeper.revisions import RevisionPlan, plan_revisions
 from kaptain_warden.sweeper.settings import SweeperSettings
 from kaptain_warden.sweeper.warner import Warner
+
+if TYPE_CHECKING:
+    from kaptain_warden.sweeper.backfill import BackfillResult, OwnerResolver
+    from kaptain_warden.sweeper.metrics import SweeperMetrics
 
 __all__ = ["CycleReport", "Sweeper", "run_forever"]
 
@@ -90,13 +91,6 @@ class Sweeper:
         self.policy = policy
         self.settings = settings
         self.metrics = metrics
-        if resolve_owner is None:
-            # Backfill asks parents for their owner, like the admission server does.
-            resolver = ParentOwnerResolver(api.api_client, keys=policy.keys, budget_seconds=5.0)
-
-            def resolve_owner(namespace: str, obj: Mapping[str, Any]) -> str | None:
-                return resolver.inherited_owner(namespace=namespace, obj=obj)
-
         self._resolve_owner = resolve_owner
         self._not_served: set[str] = set()
         self._warner = Warner(
@@ -194,6 +188,22 @@ class Sweeper:
     # -- steps -----------------------------------------------------------------------------
 
     def _backfill(self, now: datetime, report: CycleReport) -> BackfillResult:
+        # Imported here: a sweep without backfill (most, and every preview) does not pay for
+        # the stamping code and the parent lookups at start-up.
+        from kaptain_warden.sweeper.backfill import BackfillResult, backfill  # noqa: PLC0415
+
+        if self._resolve_owner is None:
+            from kaptain_warden.kube.parents import ParentOwnerResolver  # noqa: PLC0415
+
+            # Backfill asks parents for their owner, like the admission server does.
+            resolver = ParentOwnerResolver(
+                self.api.api_client, keys=self.policy.keys, budget_seconds=5.0
+            )
+
+            def resolve_owner(namespace: str, obj: Mapping[str, Any]) -> str | None:
+                return resolver.inherited_owner(namespace=namespace, obj=obj)
+
+            self._resolve_owner = resolve_owner
         since: datetime | None = None
         webhook = self.settings.backfill_since_webhook
         if webhook is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaptain_warden.kube.api import KubeApi, patch_listed
 from kaptain_warden.kube.errors import ApiError, describe_error
@@ -13,7 +13,9 @@ from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
 from kaptain_warden.sweeper.events import record_event
 from kaptain_warden.sweeper.items import SweepItem
-from kaptain_warden.sweeper.metrics import SweeperMetrics
+
+if TYPE_CHECKING:
+    from kaptain_warden.sweeper.metrics import SweeperMetrics
 
 __all__ = ["WarnOutcome", "Warner"]
 
