@@ -6,6 +6,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from typing import Literal
 
@@ -148,9 +149,9 @@ class Policy:
     rules: tuple[Rule, ...]
     source: str = "<memory>"
 
-    @property
+    @cached_property
     def keys(self) -> MetadataKeys:
-        """The metadata keys under this policy's prefix."""
+        """The metadata keys under this policy's prefix (made once: read per object)."""
         return MetadataKeys(self.settings.metadata_prefix)
 
     @property

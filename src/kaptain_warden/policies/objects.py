@@ -9,11 +9,13 @@ from typing import Any
 def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """`obj.metadata`, or an empty mapping when it is absent or not an object."""
     meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
+    # `type(...) is dict` first: decoded JSON is a dict, and the ABC check costs ten times more
+    # on the sweeper's path (several calls per object, 100,000 objects a pass).
+    return meta if type(meta) is dict or isinstance(meta, Mapping) else {}
 
 
 def string_map(value: object) -> dict[str, str]:
     """Labels or annotations as str -> str; non-string entries (invalid in the API) dropped."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return {k: v for k, v in value.items() if type(k) is str and type(v) is str}
