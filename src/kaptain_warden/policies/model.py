@@ -6,8 +6,8 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from typing import Literal
 
 from kaptain_warden.policies.kinds import KnownKind

@@ -68,7 +68,7 @@ def find_secret_holders(
         try:
             _index_volumes(api, holder, page_size, index)
         except ApiError as exc:
-            if volumes_optional and getattr(exc, "status", None) == 403:
+            if volumes_optional and exc.status == 403:
                 logger.warning(
                     "may not list %s: this dry run does not count the Secrets they use",
                     holder.resource,
