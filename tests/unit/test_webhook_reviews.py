@@ -9,14 +9,20 @@ import orjson
 import pytest
 
 from factories import NOTEBOOK, NOTEBOOK_GROUPS, P, job, review, secret
+from kaptain_warden.policies.requests import AdmissionRequest
 from kaptain_warden.webhook import responses
-from kaptain_warden.webhook.reviews import BadReview, decode_review
+from kaptain_warden.webhook.reviews import BadReview, admission_request, read_envelope
 
 JSON = "application/json"
 
 
 def body(doc: object) -> bytes:
     return orjson.dumps(doc)
+
+
+def decode_review(data: bytes, content_type: str | None, **limits: int) -> AdmissionRequest:
+    """What the app does with a body: the envelope first, then the request."""
+    return admission_request(read_envelope(data, content_type, **limits))
 
 
 def test_decodes_the_fields_the_decisions_need():

@@ -18,7 +18,7 @@ from kaptain_warden.policies.evaluate import is_excluded_namespace
 from kaptain_warden.policies.kinds import registered_kind_of
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.objects import metadata_of, string_map
-from kaptain_warden.policies.retention import RetentionSettings, RevisionVerdict
+from kaptain_warden.policies.retention import Action, RetentionSettings, RevisionVerdict
 from kaptain_warden.policies.timestamps import format_time, parse_time
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "rule_id_of",
 ]
 
-Action = Literal["delete", "keep"]
 #: Which clock sent an object away: `expires-at`, `ttl-after-finished`, revision retention, or
 #: `expireWhenCreatorGone`.
 Cause = Literal["ttl", "ttl-after-finished", "retention", "creator-gone"]

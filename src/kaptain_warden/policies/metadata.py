@@ -12,6 +12,8 @@ KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"
 KNATIVE_CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 KNATIVE_ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
 KNATIVE_ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+# RevisionPreservedAnnotationKey = GroupName + "/no-gc" (the config-gc example text says
+# "knative.dev/no-gc", but the code reads serving.knative.dev/no-gc).
 KNATIVE_NO_GC = "serving.knative.dev/no-gc"
 KNATIVE_CREATOR = "serving.knative.dev/creator"
 # Kubeflow facts we read (kubeflow profile-controller): a Profile is cluster-scoped, named like

@@ -8,28 +8,23 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kaptain_warden.policies.durations import describe_duration
+from kaptain_warden.policies.metadata import (
+    KNATIVE_CONFIGURATION_LABEL,
+    KNATIVE_NO_GC,
+    KNATIVE_ROUTING_STATE_LABEL,
+    KNATIVE_ROUTING_STATE_MODIFIED,
+)
 from kaptain_warden.policies.objects import string_map
 from kaptain_warden.policies.timestamps import parse_time
 
 __all__ = [
-    "CONFIGURATION_LABEL",
-    "NO_GC_ANNOTATION",
-    "ROUTING_STATE_LABEL",
-    "ROUTING_STATE_MODIFIED_ANNOTATION",
+    "Action",
     "RetentionSettings",
     "RevisionVerdict",
     "group_by_configuration",
     "inference_service_revisions",
     "plan_revision_retention",
 ]
-
-# knative/serving pkg/apis/serving/register.go
-CONFIGURATION_LABEL = "serving.knative.dev/configuration"
-ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
-ROUTING_STATE_MODIFIED_ANNOTATION = "serving.knative.dev/routingStateModified"
-# RevisionPreservedAnnotationKey = GroupName + "/no-gc" (the config-gc example text says
-# "knative.dev/no-gc", but the code reads serving.knative.dev/no-gc).
-NO_GC_ANNOTATION = "serving.knative.dev/no-gc"
 
 # v1.RoutingStateReserve: the only routing state the GC may collect.
 _RESERVE = "reserve"
@@ -43,6 +38,7 @@ _ISVC_REVISION_FIELDS = (
     "previousRolledoutRevision",
 )
 
+#: What the sweeper does with an object (a revision here, any governed object in `expiry`).
 Action = Literal["delete", "keep"]
 
 
@@ -198,7 +194,7 @@ def plan_revision_retention(
         # Knative's GetRoutingStateModified falls back to creation time when the annotation
         # is absent *or unparsable*; we only fall back when it is absent, because an
         # unreadable activity time must never make a revision look idle.
-        raw_modified = annotations.get(ROUTING_STATE_MODIFIED_ANNOTATION, "")
+        raw_modified = annotations.get(KNATIVE_ROUTING_STATE_MODIFIED, "")
         if raw_modified:
             last_active = parse_time(raw_modified)
             if last_active is None:
@@ -206,7 +202,7 @@ def plan_revision_retention(
                     namespace,
                     name,
                     uid,
-                    f"kept: unreadable timestamp: {ROUTING_STATE_MODIFIED_ANNOTATION}="
+                    f"kept: unreadable timestamp: {KNATIVE_ROUTING_STATE_MODIFIED}="
                     f"{raw_modified!r}",
                 )
                 continue
@@ -311,14 +307,14 @@ def _protection(
 ) -> str | None:
     """Why a revision is never collected (Knative's isRevisionActive, plus ours), or None."""
     if latest_ready_revision and name == latest_ready_revision:
-        configuration = labels.get(CONFIGURATION_LABEL) or "(unlabelled)"
+        configuration = labels.get(KNATIVE_CONFIGURATION_LABEL) or "(unlabelled)"
         return f"protected: latest ready revision of configuration {configuration}"
     # strings.EqualFold(..., "true") in Knative.
-    if annotations.get(NO_GC_ANNOTATION, "").casefold() == "true":
-        return f'protected: annotation {NO_GC_ANNOTATION}="true"'
+    if annotations.get(KNATIVE_NO_GC, "").casefold() == "true":
+        return f'protected: annotation {KNATIVE_NO_GC}="true"'
     if name in protected:
         return "protected: named in an InferenceService status"
-    state = labels.get(ROUTING_STATE_LABEL)
+    state = labels.get(KNATIVE_ROUTING_STATE_LABEL)
     if state != _RESERVE:
         # Knative: "Anything that the labeler hasn't explicitly labelled as inactive" is
         # active; RoutingStatePending is documented as treated like active for GC.
@@ -424,7 +420,7 @@ def group_by_configuration(
         meta = revision.get("metadata") if isinstance(revision, Mapping) else None
         if not isinstance(meta, Mapping):
             continue
-        configuration = string_map(meta.get("labels")).get(CONFIGURATION_LABEL, "")
+        configuration = string_map(meta.get("labels")).get(KNATIVE_CONFIGURATION_LABEL, "")
         if not configuration:
             continue
         groups.setdefault((_str(meta.get("namespace")), configuration), []).append(revision)

@@ -12,7 +12,7 @@ from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.expiry import Protection
 from kaptain_warden.policies.kinds import PARENT_LABELS, split_api_version
-from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL
+from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import (
     RetentionSettings,
@@ -146,7 +146,7 @@ def _hold_all(
 
 def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
     path = resource_path(
-        group="serving.knative.dev",
+        group=KNATIVE_GROUP,
         version="v1",
         resource="configurations",
         namespace=namespace,

@@ -1,4 +1,5 @@
-"""The admission.k8s.io/v1 AdmissionReview wire format, typed field by field, and its decoding."""
+"""The admission.k8s.io/v1 AdmissionReview wire format: the answer typed field by field, the
+request decoded and checked field by field (`read_envelope`, then `admission_request`)."""
 
 from __future__ import annotations
 
@@ -16,59 +17,6 @@ from kaptain_warden.webhook.settings import DEFAULT_MAX_BODY_BYTES
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
 _OPERATIONS: frozenset[str] = frozenset(get_args(Operation))
-
-
-class GroupVersionKind(TypedDict):
-    """`request.kind` / `request.requestKind`: the kind of the object under review."""
-
-    group: str  # "" for the core group
-    version: str
-    kind: str
-
-
-class GroupVersionResource(TypedDict):
-    """`request.resource` / `request.requestResource`."""
-
-    group: str
-    version: str
-    resource: str
-
-
-class UserInfo(TypedDict, total=False):
-    """`request.userInfo`: the identity that made the request."""
-
-    username: str
-    uid: str
-    groups: list[str]
-    extra: dict[str, list[str]]
-
-
-class RequestPayload(TypedDict):
-    """`request` of an AdmissionReview sent by the API server."""
-
-    uid: str
-    kind: GroupVersionKind
-    resource: GroupVersionResource
-    subResource: NotRequired[str]
-    requestKind: NotRequired[GroupVersionKind]
-    requestResource: NotRequired[GroupVersionResource]
-    requestSubResource: NotRequired[str]
-    name: NotRequired[str]  # absent for a CREATE with generateName
-    namespace: NotRequired[str]  # absent for cluster-scoped objects
-    operation: Operation
-    userInfo: UserInfo
-    object: NotRequired[dict[str, Any] | None]  # null on DELETE
-    oldObject: NotRequired[dict[str, Any] | None]  # null on CREATE and CONNECT
-    dryRun: NotRequired[bool]
-    options: NotRequired[dict[str, Any] | None]  # CreateOptions, UpdateOptions, DeleteOptions
-
-
-class RequestReview(TypedDict):
-    """An AdmissionReview as the API server posts it."""
-
-    apiVersion: Literal["admission.k8s.io/v1"]
-    kind: Literal["AdmissionReview"]
-    request: RequestPayload
 
 
 class ResponseStatus(TypedDict, total=False):
@@ -235,10 +183,3 @@ def admission_request(envelope: Envelope) -> AdmissionRequest:
         dry_run=bool(dry_run),
         pod=creator_pod({k: v for k, v in (extra or {}).items() if isinstance(v, list)}),
     )
-
-
-def decode_review(
-    body: bytes, content_type: str | None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-) -> AdmissionRequest:
-    """Decode an AdmissionReview request body, or raise BadReview(http_status, message)."""
-    return admission_request(read_envelope(body, content_type, max_body_bytes=max_body_bytes))
