@@ -13,8 +13,9 @@ import pytest
 from cryptography import x509
 from kubernetes import client as k8s
 
-from kaptain_warden.certs.bootstrap import CertificateManager, CertsSettings, SyncResult
 from kaptain_warden.certs.rotation import BUNDLE_GENERATION
+from kaptain_warden.certs.settings import CertsSettings, SyncResult
+from kaptain_warden.certs.sync import CertificateManager
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.testing.controlplane import ControlPlane

@@ -12,7 +12,9 @@ import yaml
 from kubernetes import client as k8s
 
 from helm_chart import CHART, CHART_CRDS, CI_VALUES, render, run_helm
-from kaptain_warden.certs.bootstrap import CertificateManager, CertsSettings, unregister_webhooks
+from kaptain_warden.certs.settings import CertsSettings
+from kaptain_warden.certs.sync import CertificateManager
+from kaptain_warden.certs.unregister import unregister_webhooks
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.kube.errors import ApiError

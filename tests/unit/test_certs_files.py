@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kaptain_warden.certs.bootstrap import CertsSettings, Watcher, write_files
+from kaptain_warden.certs.files import write_files
+from kaptain_warden.certs.settings import CertsSettings
+from kaptain_warden.certs.watch import Watcher
 from kaptain_warden.cli import main
 
 

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kaptain_warden.certs.bootstrap import CertsSettings
+    from kaptain_warden.certs.settings import CertsSettings
 
 # The namespace file every pod gets with its ServiceAccount token.
 _POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -46,8 +46,8 @@ def _duration(text: str) -> float:
 def _settings(args: argparse.Namespace) -> CertsSettings:
     import datetime as dt
 
-    from kaptain_warden.certs.bootstrap import CertsSettings
     from kaptain_warden.certs.rotation import Timings
+    from kaptain_warden.certs.settings import CertsSettings
 
     if not args.namespace:
         raise ValueError("--namespace is required outside a pod (or set POD_NAMESPACE)")
@@ -82,7 +82,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def _bootstrap(args: argparse.Namespace) -> int:
     import logging
 
-    from kaptain_warden.certs.bootstrap import CertificateManager
+    from kaptain_warden.certs.sync import CertificateManager
     from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 
@@ -121,7 +121,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     import logging
 
-    from kaptain_warden.certs.bootstrap import CertificateManager, Watcher, serve_health
+    from kaptain_warden.certs.sync import CertificateManager
+    from kaptain_warden.certs.watch import Watcher, serve_health
     from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 
@@ -154,17 +155,17 @@ def _watch(args: argparse.Namespace) -> int:
         "watching the certificate Secret every %.0fs; health on %s:%d",
         args.interval,
         args.health_host,
-        server.server_address[1],
+        server.port,
     )
     try:
         watcher.run()
     finally:
-        server.shutdown()
+        server.stop()
     return 0
 
 
 def _unregister(args: argparse.Namespace) -> int:
-    from kaptain_warden.certs.bootstrap import unregister_webhooks
+    from kaptain_warden.certs.unregister import unregister_webhooks
     from kaptain_warden.kube.api import KubeApi
     from kaptain_warden.kube.client import load_api_client
 

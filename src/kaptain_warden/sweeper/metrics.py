@@ -1,12 +1,9 @@
-"""Prometheus metrics of the sweeper, and a tiny HTTP server for `/metrics` and `/healthz`."""
+"""Prometheus metrics of the sweeper, served with `/healthz` by the one probe server."""
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,9 +14,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["Heartbeat", "MetricsServer", "SweeperMetrics"]
+from kaptain_warden.probes import Answer, ProbeServer, plain
 
-logger = logging.getLogger(__name__)
+__all__ = ["Heartbeat", "MetricsServer", "SweeperMetrics"]
 
 _PREFIX = "kaptain_warden_sweeper"
 
@@ -124,7 +121,7 @@ class SweeperMetrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
+class MetricsServer(ProbeServer):
     """`GET /metrics` and `GET /healthz` on a daemon thread.
 
     `/healthz` answers 200 while `healthy()` holds (the loop is making progress, and passes
@@ -141,50 +138,18 @@ class MetricsServer:
         healthy: Callable[[], bool] = lambda: True,
         status: Callable[[], str] = lambda: "stalled",
     ) -> None:
-        render, check, describe = metrics.render, healthy, status
+        def health() -> Answer:
+            return plain(200, "ok") if healthy() else plain(503, status())
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/metrics":
-                    self._answer(200, render(), CONTENT_TYPE_LATEST)
-                elif self.path.split("?")[0] == "/healthz":
-                    ok = check()
-                    body = b"ok\n" if ok else describe().encode() + b"\n"
-                    self._answer(200 if ok else 503, body)
-                else:
-                    self._answer(404, b"not found\n")
-
-            def _answer(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return  # scrapes every few seconds are not worth a log line
-
-        self._server = ThreadingHTTPServer((address, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
+        super().__init__(
+            {
+                "/metrics": lambda: Answer(200, metrics.render(), CONTENT_TYPE_LATEST),
+                "/healthz": health,
+            },
+            address=address,
+            port=port,
+            name="metrics",
         )
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful when 0 asked for any free one)."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> MetricsServer:
-        """Serve in the background."""
-        self._thread.start()
-        logger.info("serving /metrics and /healthz", extra={"port": self.port})
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class Heartbeat:
