@@ -8,6 +8,12 @@ Every temporary file of the session (the harness's, the commands' it runs, pytes
 tmp_path) goes to a directory of the session's own, through TMPDIR; `nothing_left_behind`
 fails the session when the harness or a command left anything there, and the directory is
 removed at the end whatever happened.
+
+The tiers are marked by where they live (`unit`, `server`, `e2e`, `chart`), so `-m "not e2e"`
+selects every test that needs no API server (`make test-fast`). Hypothesis runs the `local`
+profile (few examples, random, fast feedback) unless `CI=true` selects `ci` (more examples,
+derandomized so a CI failure replays anywhere with `HYPOTHESIS_PROFILE=ci`);
+`HYPOTHESIS_PROFILE` names one explicitly.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -34,6 +41,28 @@ from kube_versions import JOB_MANAGED_BY, server_version
 
 _JOB_CONTROLLER = "job-controller"
 _SESSION_TMP = pytest.StashKey[Path]()
+_TIERS = ("unit", "server", "e2e", "chart")  # directories under tests/, and their markers
+
+# No deadline in either profile: the machines the suite runs on are shared, and a deadline would
+# measure their load, not the code (benchmarks measure speed; tests assert behaviour).
+# Both start from Hypothesis' own defaults (with CI set, it would otherwise start from its own
+# "ci" profile, which it loads by itself).
+_DEFAULT = settings.get_profile("default")
+settings.register_profile("local", _DEFAULT, max_examples=50, deadline=None)
+settings.register_profile(
+    "ci",
+    _DEFAULT,
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],  # a loaded CI machine is slow, not the test
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "local")
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_TMP] = directory
     os.environ["TMPDIR"] = str(directory)  # for every process the tests start
     tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from the directory it is in."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        relative = item.path.resolve().relative_to(tests)
+        if len(relative.parts) > 1 and relative.parts[0] in _TIERS:
+            item.add_marker(relative.parts[0])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

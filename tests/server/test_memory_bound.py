@@ -21,6 +21,9 @@ from warden_server import Server
 
 from factories import review, secret
 
+# Tens of seconds of 8 MiB bodies: make test runs it, make test-fast leaves it out.
+pytestmark = pytest.mark.slow
+
 CHART_VALUES = Path(__file__).resolve().parents[2] / "charts" / "kaptain-warden" / "values.yaml"
 LIMIT = 8 * 1024 * 1024  # the default --max-body-bytes
 

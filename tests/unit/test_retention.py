@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kaptain_warden.policies.retention import (
@@ -1134,7 +1134,6 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Gen], str | None, RetentionSettings
     return revs, latest, gc(min_=min_, max_=max_, create=draw(durations), active=draw(durations))
 
 
-@settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_matches_upstream_collect(
     scenario: tuple[list[Gen], str | None, RetentionSettings],
@@ -1144,7 +1143,6 @@ def test_matches_upstream_collect(
     assert deleted(verdicts) == knative_collect(revs, latest, s, NOW)
 
 
-@settings(max_examples=300, deadline=None)
 @given(scenarios(), st.data())
 def test_extra_protection_only_ever_removes_deletions(
     scenario: tuple[list[Gen], str | None, RetentionSettings], data: st.DataObject
@@ -1158,7 +1156,6 @@ def test_extra_protection_only_ever_removes_deletions(
     assert guarded <= base - extra
 
 
-@settings(max_examples=300, deadline=None)
 @given(scenarios())
 def test_safety_invariants(scenario: tuple[list[Gen], str | None, RetentionSettings]) -> None:
     revs, latest, s = scenario

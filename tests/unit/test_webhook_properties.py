@@ -38,9 +38,8 @@ from kaptain_warden.webhook.settings import WebhookSettings
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = load_policy()
 JSON = "application/json"
-PROPERTY = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# Examples and deadline come from the Hypothesis profile (tests/conftest.py: local or CI).
+PROPERTY = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # --- strategies ------------------------------------------------------------------------------
 
