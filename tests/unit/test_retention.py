@@ -854,7 +854,7 @@ def test_group_by_configuration() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The README's worked retention examples ("Knative revision retention"), run as written.
+# The worked retention examples of docs/policy-authors/revision-retention.md, run as written.
 # ---------------------------------------------------------------------------------------------
 LATEST_READY_REASON = "protected: latest ready revision of configuration iris-predictor-default"
 DOC_SETTINGS = gc(min_=2, max_=4, create=48 * HOUR, active=15 * HOUR)

@@ -21,7 +21,8 @@ class Subject:
     groups: tuple[str, ...] = ()
     # Labels of the object's namespace; None when they were not looked up.
     namespace_labels: Mapping[str, str] | None = None
-    # The owner inherited from a managed parent, when there is one (README: owner inheritance).
+    # The owner inherited from a managed parent, when there is one
+    # (docs/policy-authors/metadata-contract.md, owner).
     inherited_owner: str | None = None
     metadata: Mapping[str, Any] = field(init=False)
 

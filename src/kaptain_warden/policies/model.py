@@ -93,7 +93,7 @@ class Match:
     users: Globs = Globs()
     groups: Globs = Globs()
     # Objects made by controllers for a managed parent match whoever the requester is,
-    # and take the parent's owner (README: Metadata contract, owner).
+    # and take the parent's owner (docs/policy-authors/metadata-contract.md, owner).
     inherit: bool = True
 
 

@@ -191,7 +191,7 @@ def plan_mutation(
     provenance: Provenance = NO_PROVENANCE,
     inherited_provenance: Provenance | None = None,
 ) -> Mutation:
-    """The mutating webhook's decision (the metadata contract in the README).
+    """The mutating webhook's decision (docs/policy-authors/metadata-contract.md).
 
     CREATE: system keys computed whatever the request carries; user keys honoured (a person)
     or dropped (a controller-made child). UPDATE: system keys carried over from the old

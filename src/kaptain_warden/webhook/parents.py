@@ -9,7 +9,8 @@ from kaptain_warden.policies.provenance import CreatorPod, Provenance
 
 
 class ParentResolver(Protocol):
-    """Finds the owner an object inherits from a managed parent (README: Metadata contract).
+    """Finds the owner an object inherits from a managed parent
+    (docs/policy-authors/metadata-contract.md).
 
     Called only on CREATE of a governed kind whose object names a parent, in `ownerReferences`
     or in one of `policies.kinds.PARENT_LABELS`. An implementation should answer within a

@@ -73,7 +73,7 @@ class WebhookSettings:
     body that does not fit waits unread for an earlier one to finish (one body always fits).
     Smaller bodies have 2 MiB of their own; one client address holds at most half of either,
     and a stalled body loses its bytes when another waits (`webhook/worker.py`). Default
-    8 MiB. Bounds memory; see the README's formula."""
+    8 MiB. Bounds memory: docs/operators/admission-server.md has the formula."""
 
     decode_bytes_per_request: int = 64 * 1024 * 1024
     """Memory one request's body may take once decoded, estimated before decoding (its bytes

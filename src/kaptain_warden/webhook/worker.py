@@ -52,7 +52,8 @@ _BYTES_PER_VALUE = 64
 # Bodies up to this size (ordinary AdmissionReviews: a few KiB to tens of KiB) have an
 # allowance of their own, so they never wait behind large ones...
 SMALL_BODY_BYTES = 128 * 1024
-# ...of this many bytes per worker (on top of --body-bytes-in-flight; in the README's formula).
+# ...of this many bytes per worker (on top of --body-bytes-in-flight; in the memory formula of
+# docs/operators/admission-server.md).
 SMALL_BODIES_IN_FLIGHT = 2 * 1024 * 1024
 # One client address holds at most this fraction of a pool (unless the pool is otherwise empty).
 _SHARE = 0.5
