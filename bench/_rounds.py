@@ -17,7 +17,7 @@ Figures are of two kinds, and the report says which is which:
 
 The result is printed (a table) and written as JSON (``bench/results/<benchmark>.json`` by
 default) with the machine (CPUs, memory) and its load average before, during (at each round's
-start) and after; ``bench/figures.py`` renders the documentation's Figures from those files.
+start) and after; the documentation's Figures are rendered from those files (`make bench`).
 
     bench = Rounds("e2e_admission", title="...", arms=("without", "with"), rounds=5)
     bench.declare("median", "ms")
