@@ -30,13 +30,9 @@ from hypothesis import HealthCheck, settings
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from kaptain_warden.testing.controlplane import (
-    DEFAULT_CONTROLLERS,
-    ControlPlane,
-    ControlPlaneError,
-    find_binaries,
-    kubernetes_version,
-)
+from kaptain_warden.testing.binaries import find_binaries, kubernetes_version
+from kaptain_warden.testing.controlplane import DEFAULT_CONTROLLERS, ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
 from kube_versions import JOB_MANAGED_BY, server_version
 
 _JOB_CONTROLLER = "job-controller"

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from kaptain_warden.testing.controlplane import find_binaries
+from kaptain_warden.testing.binaries import find_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "kaptain-warden"

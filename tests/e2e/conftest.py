@@ -12,7 +12,8 @@ from kubernetes import client as k8s
 from kaptain_warden.install.webhook_configurations import WebhookClient, webhook_configurations
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
-from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
 from kaptain_warden.testing.notebook import Notebook, sdk_environments
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
 

@@ -26,14 +26,10 @@ from kubernetes.client.exceptions import ApiException
 
 from kaptain_warden.certs.pki import build_certificate
 from kaptain_warden.testing import controlplane
-from kaptain_warden.testing.controlplane import (
-    BinariesNotFoundError,
-    ControlPlane,
-    ControlPlaneError,
-    crd_documents,
-    find_binaries,
-    kubernetes_version,
-)
+from kaptain_warden.testing.binaries import BinariesNotFoundError, find_binaries, kubernetes_version
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.crds import crd_documents
+from kaptain_warden.testing.errors import ControlPlaneError
 from kaptain_warden.testing.upstream import LOCAL_CRD_DIR, find_upstream
 from kube_versions import job_finished_conditions
 from polling import eventually
@@ -711,7 +707,8 @@ _OWNER_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from kaptain_warden.testing.controlplane import Binaries, ControlPlane
+    from kaptain_warden.testing.binaries import Binaries
+    from kaptain_warden.testing.controlplane import ControlPlane
     paths = json.loads(sys.argv[1])
     plane = ControlPlane(binaries=Binaries(**{k: Path(v) for k, v in paths.items()}))
     plane.start()

@@ -33,7 +33,8 @@ from kaptain_warden.policies.provenance import CreatorPod
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.settings import SweeperSettings
-from kaptain_warden.testing.controlplane import ControlPlane, install_crds
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.crds import install_crds
 from kaptain_warden.testing.profiles import create_owned_profile, install_profile_crd
 from kaptain_warden.testing.stack import (
     NOTEBOOK_SERVICE_ACCOUNT,

@@ -13,7 +13,8 @@ from kubernetes import client as k8s
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.sweeper.loop import CycleReport, Sweeper, run_forever
 from kaptain_warden.sweeper.settings import SweeperSettings
-from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
 from polling import eventually
 from sweeper_kit import HOUR, body, create, exists, now, policy_for_tests
 

@@ -18,7 +18,8 @@ OVER_LIMIT_TTL = "90d"
 
 def _run(args: argparse.Namespace) -> int:
     from kaptain_warden.policies.loader import PolicyError
-    from kaptain_warden.testing.controlplane import ControlPlane, ControlPlaneError
+    from kaptain_warden.testing.controlplane import ControlPlane
+    from kaptain_warden.testing.errors import ControlPlaneError
     from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user
 
     stop = threading.Event()

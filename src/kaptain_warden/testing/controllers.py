@@ -55,12 +55,9 @@ from kaptain_warden.testing.assets import (
     find_test_assets_script,
     run_test_assets,
 )
-from kaptain_warden.testing.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    ManagedProcess,
-    free_ports,
-)
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
+from kaptain_warden.testing.processes import ManagedProcess, free_ports
 from kaptain_warden.testing.upstream import UpstreamManifests, load_yaml_documents
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 `ControlPlane` starts etcd and kube-apiserver (and, when asked, kube-controller-manager for the
 garbage collector, Job and TTL-after-finished controllers) on free loopback ports, with
-certificates from `kaptain_warden.certs.pki`: one CA signs the API server's serving certificate
-and the client certificates (the admin identity is CN=admin, O=system:masters).
+certificates from `credentials` (one CA signs the API server's serving certificate and the
+client certificates; the admin identity is CN=admin, O=system:masters).
 
 Every process runs in its own process group and logs to a file in a temporary directory. `stop()`
 sends SIGTERM, then SIGKILL after a timeout, and removes the directory. Two backstops make sure
@@ -11,8 +11,8 @@ no process outlives the Python process that started it: an `atexit` handler, and
 watchdog process that kills the process groups and removes the directory when its pipe from the
 parent closes (which also happens when the parent is killed with SIGKILL).
 
-Binaries are found like envtest finds them: `KUBEBUILDER_ASSETS` (or one `TEST_ASSET_*` variable
-per binary), else the directory that `hack/test-assets` prints as the last line on stdout.
+Binaries are found like envtest finds them (`binaries`); processes and the watchdog are
+`processes`; CRDs are installed by `crds`; impersonating clients come from `impersonation`.
 
     with ControlPlane(controller_manager=True, crds=True) as cp:
         core = kubernetes.client.CoreV1Api(cp.api_client())
@@ -22,67 +22,48 @@ per binary), else the directory that `hack/test-assets` prints as the last line 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
-import datetime as dt
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import Final
 
-import urllib3
-import yaml
-from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
-from kaptain_warden.certs.pki import (
-    CertKeyPair,
-    build_ca,
-    build_certificate,
-    generate_private_key,
+from kaptain_warden.certs.pki import CertKeyPair
+from kaptain_warden.testing.assets import AssetsNotFoundError
+from kaptain_warden.testing.binaries import Binaries, BinariesNotFoundError, find_binaries
+from kaptain_warden.testing.components import (
+    answers_ok,
+    apiserver_argv,
+    controller_manager_argv,
+    etcd_argv,
+    http_get,
 )
-from kaptain_warden.testing.assets import (
-    TEST_ASSETS_RELATIVE,
-    AssetsNotFoundError,
-    find_test_assets_script,
-    run_test_assets,
+from kaptain_warden.testing.crds import install_crds
+from kaptain_warden.testing.credentials import (
+    certificate_credentials,
+    issue_client_certificate,
+    issue_serving_certificate,
+    write_control_plane_pki,
+    write_file,
+    write_kubeconfig,
 )
-from kaptain_warden.testing.upstream import default_crd_files, find_upstream, load_yaml_documents
+from kaptain_warden.testing.errors import ControlPlaneError, PortTakenError
+from kaptain_warden.testing.impersonation import impersonating_api_client
+from kaptain_warden.testing.processes import ManagedProcess, Watchdog, free_ports
+from kaptain_warden.testing.upstream import default_crd_files, find_upstream
 
-__all__ = [
-    "DEFAULT_CONTROLLERS",
-    "SERVICE_CLUSTER_IP_RANGE",
-    "Binaries",
-    "BinariesNotFoundError",
-    "ControlPlane",
-    "ControlPlaneError",
-    "ManagedProcess",
-    "crd_documents",
-    "find_binaries",
-    "find_test_assets_script",
-    "free_ports",
-    "install_crds",
-    "kubernetes_version",
-    "run_test_assets",
-]
+__all__ = ["DEFAULT_CONTROLLERS", "ControlPlane"]
 
-SERVICE_CLUSTER_IP_RANGE: Final = "10.0.0.0/24"
-#: The first address of the service range: the `kubernetes` Service's ClusterIP.
-_KUBERNETES_SERVICE_IP: Final = "10.0.0.1"
 #: kube-controller-manager controllers the tests rely on (names as in `--controllers`).
 DEFAULT_CONTROLLERS: Final = (
     "garbage-collector-controller",  # cascading deletion: propagationPolicy Background/Orphan
@@ -97,603 +78,9 @@ DEFAULT_CONTROLLERS: Final = (
 )
 _AGGREGATION_CONTROLLER: Final = "clusterrole-aggregation-controller"
 
-# Binary name -> the envtest variable that names it directly.
-_ASSET_VARIABLES: Final = {
-    "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
-    "etcd": "TEST_ASSET_ETCD",
-    "kubectl": "TEST_ASSET_KUBECTL",
-    "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
-}
 _POLL_INTERVAL: Final = 0.05
-_LOG_TAIL_LINES: Final = 25
 _START_ATTEMPTS: Final = 3
-_CERT_VALIDITY: Final = dt.timedelta(days=1)
-_CLUSTER_NAME: Final = "kaptain-warden-test"
 
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be started or stopped, or a component misbehaved."""
-
-
-class BinariesNotFoundError(ControlPlaneError, AssetsNotFoundError):
-    """The control-plane binaries are neither configured nor obtainable with hack/test-assets."""
-
-
-class _PortTakenError(ControlPlaneError):
-    """A process could not bind a port we picked: someone else took it in the meantime."""
-
-
-# --------------------------------------------------------------------------------------------
-# Finding the binaries
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Binaries:
-    """Absolute paths of the control-plane executables."""
-
-    kube_apiserver: Path
-    etcd: Path
-    kubectl: Path
-    kube_controller_manager: Path | None = None
-    #: helm, when it sits next to the others (hack/test-assets provides it); not needed here.
-    helm: Path | None = None
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def kubernetes_version(binary: Path) -> tuple[int, int, int]:
-    """The version a kube-apiserver or kube-controller-manager binary reports with `--version`.
-
-    Raises:
-        ControlPlaneError: when it cannot run or prints no `Kubernetes vX.Y.Z`.
-    """
-    try:
-        output = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        raise ControlPlaneError(f"{binary} --version failed: {error}") from error
-    match = re.search(r"Kubernetes v(\d+)\.(\d+)\.(\d+)", output)
-    if match is None:
-        raise ControlPlaneError(f"{binary} --version printed no Kubernetes version: {output!r}")
-    major, minor, patch = (int(part) for part in match.groups())
-    return major, minor, patch
-
-
-_HOW_TO_GET_BINARIES: Final = (
-    "To get the binaries, run hack/test-assets from a kaptain-warden checkout (it builds "
-    "kube-apiserver, kube-controller-manager, kubectl, etcd and helm from their Go modules "
-    "once, which needs Go, and prints the cache directory as its last line), then either "
-    "let the tests find it or export KUBEBUILDER_ASSETS=<that directory>. Individual "
-    "binaries can also be named with TEST_ASSET_KUBE_APISERVER, TEST_ASSET_ETCD, "
-    "TEST_ASSET_KUBECTL and TEST_ASSET_KUBE_CONTROLLER_MANAGER."
-)
-
-
-def find_binaries(
-    *,
-    controller_manager: bool = True,
-    test_assets_script: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    run_script: bool = True,
-) -> Binaries:
-    """Locate kube-apiserver, etcd, kubectl (and kube-controller-manager), envtest-style.
-
-    Order, per binary: its `TEST_ASSET_*` variable (which must then name an executable), then
-    `$KUBEBUILDER_ASSETS/<binary>`. When any binary is still missing, `test_assets_script`
-    (default: `hack/test-assets` found by `find_test_assets_script`) is run, unless `run_script`
-    is false, and its directory fills the gaps.
-
-    Raises:
-        BinariesNotFoundError: with what was looked at and how to get the binaries.
-    """
-    env = os.environ if environ is None else environ
-    needed = ["kube-apiserver", "etcd", "kubectl"]
-    if controller_manager:
-        needed.append("kube-controller-manager")
-    found: dict[str, Path] = {}
-    assets = env.get("KUBEBUILDER_ASSETS", "").strip()
-    for name in needed:
-        variable = _ASSET_VARIABLES[name]
-        explicit = env.get(variable, "").strip()
-        if explicit:
-            path = Path(explicit).expanduser().resolve()
-            if not _is_executable(path):
-                raise BinariesNotFoundError(
-                    f"{variable}={explicit} does not name an executable file. "
-                    f"{_HOW_TO_GET_BINARIES}"
-                )
-            found[name] = path
-        elif assets and _is_executable(Path(assets) / name):
-            found[name] = (Path(assets) / name).absolute()
-    # Not resolved: hack/test-assets' directory holds symlinks into per-version caches, and the
-    # binaries' directory is where helm is looked for.
-    directory = Path(assets).absolute() if assets else None
-    missing = [name for name in needed if name not in found]
-    if missing:
-        looked_at = f"KUBEBUILDER_ASSETS={assets!r}" if assets else "KUBEBUILDER_ASSETS is not set"
-        if not run_script:
-            raise BinariesNotFoundError(
-                f"missing control-plane binaries: {', '.join(missing)} ({looked_at}). "
-                f"{_HOW_TO_GET_BINARIES}"
-            )
-        script = test_assets_script or find_test_assets_script()
-        if script is None:
-            raise BinariesNotFoundError(
-                f"missing control-plane binaries: {', '.join(missing)} ({looked_at}), and no "
-                f"{TEST_ASSETS_RELATIVE} was found above {Path(__file__).parent} or {Path.cwd()}. "
-                f"{_HOW_TO_GET_BINARIES}"
-            )
-        if not _is_executable(script):
-            raise BinariesNotFoundError(f"{script} is not an executable file")
-        try:
-            directory = run_test_assets(script, environ=env)
-        except AssetsNotFoundError as error:
-            raise BinariesNotFoundError(f"{error}\n{_HOW_TO_GET_BINARIES}") from error
-        for name in missing:
-            path = directory / name
-            if not _is_executable(path):
-                raise BinariesNotFoundError(
-                    f"{script} reported {directory}, which holds no executable {name}. "
-                    f"{_HOW_TO_GET_BINARIES}"
-                )
-            found[name] = path.absolute()
-    helm = directory / "helm" if directory is not None else None
-    return Binaries(
-        kube_apiserver=found["kube-apiserver"],
-        etcd=found["etcd"],
-        kubectl=found["kubectl"],
-        kube_controller_manager=found.get("kube-controller-manager"),
-        helm=helm if helm is not None and _is_executable(helm) else None,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Processes
-# --------------------------------------------------------------------------------------------
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-class ManagedProcess:
-    """One control-plane process: its own process group, its output in a log file."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_path: Path,
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self._env = dict(env) if env is not None else None
-        self._cwd = cwd
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the process in a new session (so a new process group, led by it)."""
-        if self._popen is not None:
-            raise ControlPlaneError(f"{self.name} was already started")
-        self._log = self.log_path.open("ab")
-        try:
-            self._popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-                cwd=self._cwd,
-                start_new_session=True,
-            )
-        except OSError as error:
-            self._log.close()
-            raise ControlPlaneError(f"cannot run {self.argv[0]}: {error}") from error
-
-    @property
-    def pid(self) -> int:
-        """The process id, which is also its process group id."""
-        if self._popen is None:
-            raise ControlPlaneError(f"{self.name} has not been started")
-        return self._popen.pid
-
-    @property
-    def started(self) -> bool:
-        """Whether `start` has been called (successfully)."""
-        return self._popen is not None
-
-    def poll(self) -> int | None:
-        """The exit code, or None while it runs (or if it never started)."""
-        return None if self._popen is None else self._popen.poll()
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last `lines` lines of the process's output."""
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(0, os.SEEK_END)
-                size = log.tell()
-                log.seek(max(0, size - 64 * 1024))
-                text = log.read().decode("utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        tail = text.splitlines()[-lines:]
-        return "\n".join(tail) if tail else "(empty log)"
-
-    def exit_description(self) -> str:
-        """'exited with code N' or 'was killed by SIGNAME'."""
-        code = self.poll()
-        if code is None:
-            return "is still running"
-        if code < 0:
-            return f"was killed by {_signal_name(-code)}"
-        return f"exited with code {code}"
-
-    def failure(self, context: str) -> ControlPlaneError:
-        """An error for a process that ended when it should not have."""
-        return ControlPlaneError(
-            f"{self.name} {self.exit_description()} {context}; "
-            f"last lines of its log:\n{self.log_tail()}"
-        )
-
-    def stop(self, timeout: float) -> None:
-        """SIGTERM the process group, SIGKILL it after `timeout` seconds, and reap the process."""
-        popen = self._popen
-        if popen is None:
-            return
-        try:
-            if popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(popen.pid, signal.SIGTERM)
-                try:
-                    popen.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(popen.pid, signal.SIGKILL)
-                    popen.wait()
-            # Anything the process left behind in its group goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(popen.pid, signal.SIGKILL)
-        finally:
-            if self._log is not None:
-                self._log.close()
-
-
-# A process that outlives us by at most a few seconds: it reads commands on stdin and, when the
-# pipe closes without a "clear" first (our process ended without stopping the control plane,
-# even by SIGKILL), it terminates the registered process groups and removes the directories.
-_WATCHDOG_SOURCE: Final = r"""
-import os, shutil, signal, sys, time
-groups, dirs = set(), set()
-for line in sys.stdin:
-    command, _, argument = line.rstrip("\n").partition(" ")
-    if command == "group":
-        groups.add(int(argument))
-    elif command == "dir":
-        dirs.add(argument)
-    elif command == "clear":
-        groups.clear()
-        dirs.clear()
-def alive(group):
-    # A group whose members are all zombies is dead: nobody reaps them while our parent is
-    # gone until init gets round to it, and some container inits never do.
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/" + entry + "/stat") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        state, _, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
-        if int(pgrp) == group and state != "Z":
-            return True
-    return False
-for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
-    for group in groups:
-        try:
-            os.killpg(group, sig)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace
-    while any(alive(group) for group in groups) and time.monotonic() < deadline:
-        time.sleep(0.05)
-for path in dirs:
-    shutil.rmtree(path, ignore_errors=True)
-"""
-
-
-class _Watchdog:
-    def __init__(self) -> None:
-        self._popen = subprocess.Popen(
-            [sys.executable, "-I", "-c", _WATCHDOG_SOURCE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def _send(self, line: str) -> None:
-        stdin = self._popen.stdin
-        if stdin is None or stdin.closed:
-            return
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            stdin.write(line.encode() + b"\n")
-            stdin.flush()
-
-    def watch_group(self, pgid: int) -> None:
-        self._send(f"group {pgid}")
-
-    def watch_dir(self, path: Path) -> None:
-        self._send(f"dir {path}")
-
-    def dismiss(self) -> None:
-        """Everything was cleaned up: let the watchdog exit without acting."""
-        self._send("clear")
-        if self._popen.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self._popen.stdin.close()
-        try:
-            self._popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._popen.kill()
-            self._popen.wait()
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
-    path.write_bytes(data)
-    path.chmod(mode)
-    return path
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _certificate_credentials(identity: CertKeyPair) -> dict[str, str]:
-    """A kubeconfig `user` entry for a client certificate, data embedded."""
-    return {
-        "client-certificate-data": _b64(identity.cert_pem),
-        "client-key-data": _b64(identity.key_pem),
-    }
-
-
-def _http_get(
-    host: str, port: int, path: str, *, context: ssl.SSLContext | None
-) -> tuple[int, bytes]:
-    connection: http.client.HTTPConnection
-    if context is None:
-        connection = http.client.HTTPConnection(host, port, timeout=2)
-    else:
-        connection = http.client.HTTPSConnection(host, port, timeout=2, context=context)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def _probe(host: str, port: int, path: str, context: ssl.SSLContext | None) -> bool:
-    try:
-        status, _ = _http_get(host, port, path, context=context)
-    except (OSError, http.client.HTTPException):
-        return False
-    return status == 200
-
-
-class _ImpersonatingPoolManager:
-    """Wraps a urllib3 pool manager to send one `Impersonate-Group` header line per group.
-
-    A default header of the generated client holds one value, and the API server takes each
-    `Impersonate-Group` line as one group (it does not split on commas), so several groups need
-    several lines: urllib3 sends each value of an `HTTPHeaderDict` on its own line.
-    """
-
-    def __init__(self, inner: urllib3.PoolManager, groups: Sequence[str]) -> None:
-        self._inner = inner
-        self._groups = tuple(groups)
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        headers = urllib3.HTTPHeaderDict(kwargs.get("headers") or {})
-        headers.discard("Impersonate-Group")
-        for group in self._groups:
-            headers.add("Impersonate-Group", group)
-        kwargs["headers"] = headers
-        return self._inner.request(method, url, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-# --------------------------------------------------------------------------------------------
-# CRDs
-# --------------------------------------------------------------------------------------------
-
-
-def crd_documents(source: Path | Iterable[Path] | None = None) -> list[dict[str, Any]]:
-    """Every CustomResourceDefinition in `source`: a directory (its `*.yaml` files), YAML files,
-    or by default the test CRDs (`default_crd_files()`: the upstream ones and the KFServing one)."""
-    if source is None:
-        paths = default_crd_files(find_upstream())
-    elif isinstance(source, Path):
-        paths = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
-    else:
-        paths = list(source)
-    documents: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            loaded = list(load_yaml_documents(path))
-        except yaml.YAMLError as error:
-            raise ControlPlaneError(f"{path} is not valid YAML: {error}") from error
-        for document in loaded:
-            if not document:
-                continue
-            if document.get("kind") != "CustomResourceDefinition":
-                raise ControlPlaneError(f"{path} holds a {document.get('kind')}, not a CRD")
-            documents.append(document)
-    if not documents:
-        raise ControlPlaneError(f"no CRDs in {source}")
-    return documents
-
-
-def _read_crd(api: k8s.CustomObjectsApi, name: str) -> dict[str, Any]:
-    crd: dict[str, Any] = api.get_cluster_custom_object(
-        "apiextensions.k8s.io", "v1", "customresourcedefinitions", name
-    )  # type: ignore[assignment]  # the generated client annotates it as `object`
-    return crd
-
-
-def _condition(crd: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in crd.get("status", {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return condition  # type: ignore[no-any-return]
-    return None
-
-
-def install_crds(
-    api_client: k8s.ApiClient,
-    *,
-    crd_dir: Path | Iterable[Path] | None = None,
-    timeout: float = 60.0,
-) -> list[str]:
-    """Create (or replace) every CRD of `crd_dir` (see `crd_documents`) and wait until each is
-    served.
-
-    "Served" means the `Established` condition is True and API discovery lists the plural for
-    every served version, so clients that discover resources (kubectl, the dynamic client, the
-    garbage collector) can use it right away. Returns the CRD names.
-    """
-    documents = crd_documents(crd_dir)
-    api = k8s.CustomObjectsApi(api_client)
-    crd_group, crd_version, crd_plural = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
-    names: list[str] = []
-    for document in documents:
-        name = document["metadata"]["name"]
-        names.append(name)
-        try:
-            api.create_cluster_custom_object(crd_group, crd_version, crd_plural, document)
-        except ApiException as error:
-            if error.status != 409:
-                raise ControlPlaneError(
-                    f"creating CRD {name} failed: {error.status} {error.reason}: {error.body}"
-                ) from error
-            existing = _read_crd(api, name)
-            replacement = json.loads(json.dumps(document))
-            replacement["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-            api.replace_cluster_custom_object(crd_group, crd_version, crd_plural, name, replacement)
-
-    deadline = time.monotonic() + timeout
-    for document in documents:
-        name = document["metadata"]["name"]
-        group = document["spec"]["group"]
-        plural = document["spec"]["names"]["plural"]
-        versions = [v["name"] for v in document["spec"]["versions"] if v.get("served", True)]
-        last_state = "not yet read"
-        while True:
-            crd = _read_crd(api, name)
-            names_accepted = _condition(crd, "NamesAccepted")
-            if names_accepted is not None and names_accepted.get("status") == "False":
-                raise ControlPlaneError(
-                    f"CRD {name}: names not accepted: {names_accepted.get('message')}"
-                )
-            established = _condition(crd, "Established")
-            if established is not None and established.get("status") == "True":
-                undiscovered = [v for v in versions if not _discovered(api, group, v, plural)]
-                unready = [
-                    v
-                    for v in versions
-                    if v not in undiscovered and not _storage_ready(api, group, v, plural)
-                ]
-                if not undiscovered and not unready:
-                    break
-                last_state = (
-                    f"established, not yet in discovery for {', '.join(undiscovered)}"
-                    if undiscovered
-                    else f"storage still initializing for {', '.join(unready)}"
-                )
-            else:
-                last_state = f"conditions {crd.get('status', {}).get('conditions')}"
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"CRD {name} was not served within {timeout:.0f}s; last state: {last_state}"
-                )
-            time.sleep(_POLL_INTERVAL)
-    return names
-
-
-def _storage_ready(api: k8s.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
-    """False while the API server still answers 429 "storage is (re)initializing" for it.
-
-    A CRD is in discovery a moment before its storage serves requests; tests that create
-    objects right away would otherwise see that 429 on their first write.
-    """
-    try:
-        api.list_cluster_custom_object(group, version, plural, limit=1)
-    except ApiException as error:
-        if error.status in (429, 503):
-            return False
-        raise
-    return True
-
-
-def _discovered(api: k8s.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
-    try:
-        resources = api.get_api_resources(group, version)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return any(resource.name == plural for resource in resources.resources or [])
-
-
-# --------------------------------------------------------------------------------------------
-# The control plane
-# --------------------------------------------------------------------------------------------
 
 # Started control planes, stopped at interpreter exit if their owner did not stop them.
 _LIVE: set[ControlPlane] = set()
@@ -752,7 +139,7 @@ class ControlPlane:
         self._keep_work_dir = keep_work_dir
 
         self._work_dir: Path | None = None
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
         self._processes: list[ManagedProcess] = []
         self._ca: CertKeyPair | None = None
         self._apiserver_port = 0
@@ -803,14 +190,14 @@ class ControlPlane:
         began = time.monotonic()
         _LIVE.add(self)
         try:
-            self._watchdog = _Watchdog()
+            self._watchdog = Watchdog()
             self._work_dir = Path(tempfile.mkdtemp(prefix="kaptain-warden-controlplane-"))
             self._watchdog.watch_dir(self._work_dir)
             for attempt in range(1, _START_ATTEMPTS + 1):
                 try:
                     self._start_components()
                     break
-                except _PortTakenError:
+                except PortTakenError:
                     if attempt == _START_ATTEMPTS:
                         raise
                     # A free port we picked was taken before our process bound it: try again
@@ -886,49 +273,9 @@ class ControlPlane:
         return self._work_dir / name
 
     def _write_credentials(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        ca = build_ca(common_name="kaptain-warden test CA", now=now, valid_for=_CERT_VALIDITY)
-        self._ca = ca
-        _write(self._path("ca.crt"), ca.cert_pem, 0o644)
-        serving = build_certificate(
-            ca=ca,
-            common_name="kube-apiserver",
-            now=now,
-            valid_for=_CERT_VALIDITY,
-            dns_names=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ip_addresses=("127.0.0.1", _KUBERNETES_SERVICE_IP),
-        )
-        _write(self._path("apiserver.crt"), serving.cert_pem, 0o644)
-        _write(self._path("apiserver.key"), serving.key_pem)
-        admin = self.issue_client_certificate("admin", ("system:masters",))
-        _write(self._path("admin.crt"), admin.cert_pem, 0o644)
-        _write(self._path("admin.key"), admin.key_pem)
-        # Service-account tokens: the API server verifies with the public key, the controller
-        # manager signs with the private one.
-        sa_key = generate_private_key()
-        _write(
-            self._path("sa.key"),
-            sa_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-        _write(
-            self._path("sa.pub"),
-            sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-            0o644,
-        )
+        self._ca, admin = write_control_plane_pki(self._path(""))
         self._write_kubeconfig_file(
-            self._path("kubeconfig"), "admin", _certificate_credentials(admin)
+            self._path("kubeconfig"), "admin", certificate_credentials(admin)
         )
 
     def _start_process(
@@ -951,7 +298,7 @@ class ControlPlane:
             for started in self._processes:
                 if started.poll() is not None:
                     if "address already in use" in started.log_tail():
-                        raise _PortTakenError(started.failure("on a port taken meanwhile"))
+                        raise PortTakenError(started.failure("on a port taken meanwhile"))
                     if started is process:
                         raise started.failure(f"before it could {what}")
                     raise started.failure(f"while waiting for {process.name} to {what}")
@@ -966,116 +313,73 @@ class ControlPlane:
 
     def _start_etcd(self, peer_port: int) -> None:
         assert self._binaries is not None
-        client_url = f"http://127.0.0.1:{self._etcd_port}"
-        peer_url = f"http://127.0.0.1:{peer_port}"
-        process = self._start_process(
-            "etcd",
-            [
-                str(self._binaries.etcd),
-                "--name=default",
-                f"--data-dir={self._path('etcd-data')}",
-                f"--listen-client-urls={client_url}",
-                f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ],
+        argv = etcd_argv(
+            self._binaries.etcd, self._path(""), client_port=self._etcd_port, peer_port=peer_port
         )
+        process = self._start_process("etcd", argv)
         self._wait_for(
             process,
-            f"become healthy (GET {client_url}/health)",
-            lambda: _probe("127.0.0.1", self._etcd_port, "/health", None),
+            f"become healthy (GET {self.etcd_url}/health)",
+            lambda: answers_ok("127.0.0.1", self._etcd_port, "/health", None),
         )
 
     def _start_apiserver(self) -> None:
         assert self._binaries is not None
         port = self._apiserver_port
-        process = self._start_process(
-            "kube-apiserver",
-            [
-                str(self._binaries.kube_apiserver),
-                "--advertise-address=127.0.0.1",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={self._path('apiserver.crt')}",
-                f"--tls-private-key-file={self._path('apiserver.key')}",
-                f"--cert-dir={self._path('apiserver-certs')}",
-                f"--client-ca-file={self._path('ca.crt')}",
-                f"--etcd-servers=http://127.0.0.1:{self._etcd_port}",
-                "--authorization-mode=Node,RBAC",
-                "--allow-privileged=true",
-                # As envtest: no ServiceAccount admission, so Pods need no token Secret/volume.
-                "--disable-admission-plugins=ServiceAccount",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                f"--service-account-issuer=https://127.0.0.1:{port}/",
-                f"--service-account-key-file={self._path('sa.pub')}",
-                f"--service-account-signing-key-file={self._path('sa.key')}",
-                *self._extra_apiserver_args,
-            ],
+        argv = apiserver_argv(
+            self._binaries.kube_apiserver,
+            self._path(""),
+            port=port,
+            etcd_port=self._etcd_port,
+            extra=self._extra_apiserver_args,
         )
+        process = self._start_process("kube-apiserver", argv)
         context = self.ssl_context(client_certificate=True)
         self._wait_for(
             process,
             f"become ready (GET {self.url}/readyz)",
-            lambda: _probe("127.0.0.1", port, "/readyz", context),
+            lambda: answers_ok("127.0.0.1", port, "/readyz", context),
         )
         self._wait_for(
             process,
             "create namespace default",
-            lambda: _probe("127.0.0.1", port, "/api/v1/namespaces/default", context),
+            lambda: answers_ok("127.0.0.1", port, "/api/v1/namespaces/default", context),
         )
 
     def _start_controller_manager(self) -> None:
         assert self._binaries is not None
         assert self._binaries.kube_controller_manager is not None
-        now = dt.datetime.now(dt.UTC)
-        assert self._ca is not None
         identity = self.issue_client_certificate(
             "system:kube-controller-manager", ("system:masters",)
         )
         kubeconfig = self._write_kubeconfig_file(
             self._path("controller-manager.kubeconfig"),
             "system:kube-controller-manager",
-            _certificate_credentials(identity),
+            certificate_credentials(identity),
         )
-        serving = build_certificate(
-            ca=self._ca,
-            common_name="kube-controller-manager",
-            now=now,
-            valid_for=_CERT_VALIDITY,
+        serving = issue_serving_certificate(
+            self.ca,
+            "kube-controller-manager",
             dns_names=("localhost",),
             ip_addresses=("127.0.0.1",),
         )
-        _write(self._path("controller-manager.crt"), serving.cert_pem, 0o644)
-        _write(self._path("controller-manager.key"), serving.key_pem)
+        write_file(self._path("controller-manager.crt"), serving.cert_pem, 0o644)
+        write_file(self._path("controller-manager.key"), serving.key_pem)
         port = self._controller_manager_port
-        process = self._start_process(
-            "kube-controller-manager",
-            [
-                str(self._binaries.kube_controller_manager),
-                f"--kubeconfig={kubeconfig}",
-                "--leader-elect=false",
-                f"--controllers={','.join(self._controllers)}",
-                f"--service-account-private-key-file={self._path('sa.key')}",
-                f"--root-ca-file={self._path('ca.crt')}",
-                "--use-service-account-credentials=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={self._path('controller-manager.crt')}",
-                f"--tls-private-key-file={self._path('controller-manager.key')}",
-                # Client-side rate limits well above the defaults (20/30): tests burst.
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                *self._extra_controller_manager_args,
-            ],
+        argv = controller_manager_argv(
+            self._binaries.kube_controller_manager,
+            self._path(""),
+            kubeconfig=kubeconfig,
+            port=port,
+            controllers=self._controllers,
+            extra=self._extra_controller_manager_args,
         )
+        process = self._start_process("kube-controller-manager", argv)
         context = self.ssl_context(client_certificate=False)
         self._wait_for(
             process,
             f"become healthy (GET https://127.0.0.1:{port}/healthz)",
-            lambda: _probe("127.0.0.1", port, "/healthz", context),
+            lambda: answers_ok("127.0.0.1", port, "/healthz", context),
         )
         if _AGGREGATION_CONTROLLER in self._controllers:
             # So that a test may rely on `edit` at once.
@@ -1084,7 +388,7 @@ class ControlPlane:
     def _edit_role_filled(self) -> bool:
         path = "/apis/rbac.authorization.k8s.io/v1/clusterroles/edit"
         try:
-            status, body = _http_get(
+            status, body = http_get(
                 "127.0.0.1", self._apiserver_port, path, context=self.ssl_context()
             )
         except (OSError, http.client.HTTPException):
@@ -1114,41 +418,19 @@ class ControlPlane:
 
     def issue_client_certificate(self, user: str, groups: Iterable[str] = ()) -> CertKeyPair:
         """A client certificate the API server accepts as `user` in `groups` (CN and O)."""
-        return build_certificate(
-            ca=self.ca,
-            common_name=user,
-            now=dt.datetime.now(dt.UTC),
-            valid_for=_CERT_VALIDITY,
-            organizations=tuple(groups),
-            server=False,
-            client=True,
-        )
+        return issue_client_certificate(self.ca, user, groups)
 
     def _write_kubeconfig_file(
         self, path: Path, user: str, credentials: Mapping[str, str], *, namespace: str = "default"
     ) -> Path:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": _CLUSTER_NAME,
-                    "cluster": {
-                        "server": self.url,
-                        "certificate-authority-data": _b64(self.ca.cert_pem),
-                    },
-                }
-            ],
-            "users": [{"name": user, "user": dict(credentials)}],
-            "contexts": [
-                {
-                    "name": f"{user}@{_CLUSTER_NAME}",
-                    "context": {"cluster": _CLUSTER_NAME, "user": user, "namespace": namespace},
-                }
-            ],
-            "current-context": f"{user}@{_CLUSTER_NAME}",
-        }
-        return _write(path, yaml.safe_dump(config, sort_keys=False).encode())
+        return write_kubeconfig(
+            path,
+            server=self.url,
+            ca_pem=self.ca.cert_pem,
+            user=user,
+            credentials=credentials,
+            namespace=namespace,
+        )
 
     def write_kubeconfig(self, path: Path, *, user: str, groups: Iterable[str] = ()) -> Path:
         """Write a kubeconfig that authenticates as `user` in `groups` with a client certificate.
@@ -1158,7 +440,7 @@ class ControlPlane:
         "system:serviceaccounts:ns")`.
         """
         return self._write_kubeconfig_file(
-            path, user, _certificate_credentials(self.issue_client_certificate(user, groups))
+            path, user, certificate_credentials(self.issue_client_certificate(user, groups))
         )
 
     def write_token_kubeconfig(self, path: Path, *, token: str, user: str, namespace: str) -> Path:
@@ -1281,16 +563,7 @@ class ControlPlane:
         `Impersonate-Group` header per group; the API server then authorizes the request as that
         user. Note: impersonating with no group gives the user only `system:authenticated`.
         """
-        api_client = k8s.ApiClient(self.client_configuration())
-        api_client.default_headers["Impersonate-User"] = user
-        group_list = list(groups)
-        if group_list:
-            rest_client = api_client.rest_client
-            # A duck-typed stand-in: the REST client only calls `request` on it.
-            rest_client.pool_manager = _ImpersonatingPoolManager(  # type: ignore[assignment]
-                rest_client.pool_manager, group_list
-            )
-        return api_client
+        return impersonating_api_client(self.client_configuration(), user, groups)
 
     # -- kubectl -----------------------------------------------------------------------------
 

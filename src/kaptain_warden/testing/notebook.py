@@ -30,11 +30,9 @@ from types import TracebackType
 from typing import IO, Any, Final
 
 from kaptain_warden.kube.client import request_json
-from kaptain_warden.testing.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    find_test_assets_script,
-)
+from kaptain_warden.testing.assets import find_test_assets_script
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
 from kaptain_warden.testing.stack import (
     NOTEBOOK_SERVICE_ACCOUNT,
     notebook_user,

@@ -23,7 +23,7 @@ from kaptain_warden.policies.metadata import (
     KUBEFLOW_PROFILE_RESOURCE,
     KUBEFLOW_PROFILE_VERSION,
 )
-from kaptain_warden.testing.controlplane import install_crds
+from kaptain_warden.testing.crds import install_crds
 from kaptain_warden.testing.stack import create_profile_namespace
 
 __all__ = ["PROFILE_CRD", "create_owned_profile", "install_profile_crd"]

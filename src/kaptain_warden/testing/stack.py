@@ -35,12 +35,9 @@ from kaptain_warden.kube.client import get_json, request_json
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.policies.model import Policy
-from kaptain_warden.testing.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    ManagedProcess,
-    free_ports,
-)
+from kaptain_warden.testing.controlplane import ControlPlane
+from kaptain_warden.testing.errors import ControlPlaneError
+from kaptain_warden.testing.processes import ManagedProcess, free_ports
 
 PROBE_NAMESPACE = "warden-probe"
 _ADMISSION_REGISTRATION = "/apis/admissionregistration.k8s.io/v1/"
