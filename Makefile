@@ -33,8 +33,9 @@ run: $(STAMP) ## The embedded default: local control plane + admission server, s
 	$(BIN)/kaptain-warden up
 
 .PHONY: generate
-generate: $(STAMP) ## Write the chart's generated files (kind tables, built-in rules, schema, values table)
-	$(BIN)/python -m kaptain_warden.install.chart_files
+generate: $(STAMP) ## Write the generated files: chart tables, built-in rules, schema, values table, kinds and upstream docs
+	$(BIN)/python -m kaptain_warden.install.generated
+	hack/upstream-table --write
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layer contracts

@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 
 from helm_chart import CHART, ROOT
-from kaptain_warden.install.chart_files import generated_files, stale_files, values_table
+from kaptain_warden.install.generated import generated_files, stale_files, values_table
 from kaptain_warden.policies.kinds import HOLDER_KINDS, KNOWN_KINDS, PARENT_ONLY_KINDS
 
 

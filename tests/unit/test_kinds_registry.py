@@ -159,3 +159,12 @@ def _obj(api_version: str, kind: str, spec: Any) -> dict[str, Any]:
 def test_the_native_ttl_is_filled_where_the_kind_keeps_it(obj, fill, location):
     assert native_ttl(obj, 60) == fill
     assert native_location(obj) == location
+
+
+def test_a_holder_list_keeps_the_fields_its_references_and_finish_are_read_from():
+    fields = {k.kind: k.read_fields for k in HOLDER_KINDS}
+    assert fields["ServiceAccount"] == ("imagePullSecrets", "secrets")
+    assert fields["Pod"] == ("spec", "status")
+    assert fields["MPIJob"] == ("spec", "status")
+    assert fields["Deployment"] == ("spec",)
+    assert fields["PersistentVolume"] == ()  # volumes are read whole, cluster-wide

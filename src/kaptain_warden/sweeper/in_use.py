@@ -123,7 +123,7 @@ def _holder_request(
         namespaces=namespaces,
         excluded_namespaces=excluded,
         metadata_only=False,
-        keep=("spec", "status", "secrets", "imagePullSecrets"),
+        keep=holder.read_fields,
         page_size=page_size,
     )
 

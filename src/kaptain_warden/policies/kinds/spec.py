@@ -161,6 +161,20 @@ class KnownKind(ApiVersioned):
         return self.finish is not None
 
     @property
+    def read_fields(self) -> tuple[str, ...]:
+        """The top-level fields of its objects that Secret references and the finish are read
+        from (what a list of holders must keep), sorted."""
+        paths: list[str] = []
+        if self.secret_refs is not None:
+            refs = self.secret_refs
+            paths += [*refs.pod_specs, *refs.containers, *refs.references]
+        if isinstance(self.finish, ConditionsFinish):
+            paths.append("status")
+        elif isinstance(self.finish, StateFinish):
+            paths += [p for p in (self.finish.state, self.finish.time) if p is not None]
+        return tuple(sorted({p.split(".", 1)[0].removesuffix("[*]") for p in paths}))
+
+    @property
     def holds_secrets(self) -> bool:
         """Objects of this kind can keep a Secret in use."""
         return self.secret_refs is not None
