@@ -17,7 +17,6 @@ from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.expiry import Decision, Protection, creator_to_check, decide
 from kaptain_warden.policies.kinds import KnownKind
-from kaptain_warden.policies.metadata import KNATIVE_GROUP
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.secret_refs import holders_reason
@@ -135,7 +134,7 @@ class Sweeper:
         items: list[SweepItem] = []
         revisions: list[tuple[KnownKind, dict[str, Any]]] = []
         for kind in self.policy.kinds:
-            if kind.kind == "Revision" and kind.group == KNATIVE_GROUP:
+            if kind.retention:
                 # Retention counts a Configuration's revisions together: they wait for the plan.
                 revisions += ((kind, obj) for obj in self._list(kind, report, lambda o: o))
                 continue
@@ -356,7 +355,7 @@ class Sweeper:
 
     def _protect_secrets_in_use(self, items: Sequence[SweepItem], report: CycleReport) -> None:
         """Keep due Secrets a live workload in their namespace still references."""
-        due = [i for i in items if i.due and i.kind.api_version == "v1" and i.kind.kind == "Secret"]
+        due = [i for i in items if i.due and i.kind.kept_while_referenced]
         if not due:
             return
         holders = find_secret_holders(
