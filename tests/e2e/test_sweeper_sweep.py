@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from kaptain_warden.kube.client import request_json
+from kaptain_warden.sweeper.in_use import CLUSTER_WIDE_FROM
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 from sweeper_kit import (
     HOUR,
@@ -67,6 +69,70 @@ def test_one_sweep_deletes_exactly_what_is_due(kube_admin, namespace):
     # A second pass finds nothing more to do.
     again = sweeper(kube_admin, POLICY, namespace).run_once(now=now())
     assert not again.to_delete
+
+
+@pytest.fixture
+def three_namespaces(kube_admin, namespace):
+    """`namespace` and two more (CLUSTER_WIDE_FROM namespaces); the extra two deleted after."""
+    extra = [f"{namespace}-{i}" for i in (2, 3)]
+    for name in extra:
+        request_json(kube_admin, "POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    yield [namespace, *extra]
+    for name in extra:
+        request_json(kube_admin, "DELETE", f"/api/v1/namespaces/{name}")
+
+
+def test_across_namespaces_holders_and_revision_parents_are_read_once_per_kind(
+    kube_admin, three_namespaces
+):
+    """Due Secrets in 3 namespaces: each holder kind is listed once across the cluster, and so
+    are the Configurations and InferenceServices retention reads, not once per namespace or
+    per object; the decisions are those of one namespace, in each."""
+    assert len(three_namespaces) >= CLUSTER_WIDE_FROM
+    worlds = {n: build_world(kube_admin, n) for n in three_namespaces}
+    sweep = sweeper(kube_admin, POLICY, three_namespaces[0])
+    sweep.settings = replace(sweep.settings, namespaces=tuple(three_namespaces))
+    paths: list[str] = []  # what it read
+    send = sweep.api.request
+
+    def recorded(method, path, **kw):
+        if method == "GET":
+            paths.append(path)
+        return send(method, path, **kw)
+
+    sweep.api.request = recorded  # type: ignore[method-assign]
+    report = sweep.run_once(now=now())
+
+    assert report.complete
+    for n, world in worlds.items():
+        decided = {(e.kind, e.name): e for e in report.entries if e.namespace == n}
+        assert {k for k, e in decided.items() if e.outcome == "deleted"} == world["due"]
+        assert present(kube_admin, n, world) == world["kept"]
+        reasons = {name: e.reason for (_, name), e in decided.items()}
+        assert reasons["used-by-pod"].startswith("kept: in use by Pod/trainer")
+        assert reasons["used-by-sa"].startswith("kept: in use by ServiceAccount/deployer")
+        assert reasons["cfg-00001"] == "protected: named in an InferenceService status"
+        assert reasons["cfg-00005"].startswith("protected: latest ready revision")
+    # Read across the cluster, once per kind and purpose (Configurations and InferenceServices
+    # hold Secrets in their templates, and retention reads their status): no per-namespace
+    # list of a holder, no GET of one Configuration or InferenceService.
+    assert {
+        across: paths.count(across)
+        for across in (
+            "/api/v1/pods",
+            "/api/v1/serviceaccounts",
+            "/apis/serving.knative.dev/v1/configurations",
+            "/apis/serving.kserve.io/v1beta1/inferenceservices",
+        )
+    } == {
+        "/api/v1/pods": 1,
+        "/api/v1/serviceaccounts": 1,
+        "/apis/serving.knative.dev/v1/configurations": 2,
+        "/apis/serving.kserve.io/v1beta1/inferenceservices": 2,
+    }
+    holders = ("/pods", "/serviceaccounts")
+    assert not [p for p in paths if p.endswith(holders) and "/namespaces/" in p]
+    assert not [p for p in paths if "/configurations/" in p or "/inferenceservices/" in p]
 
 
 def test_dry_run_deletes_nothing_and_reports_the_same_set(

@@ -25,6 +25,7 @@ from kaptain_warden.sweeper.deleter import (
     run_deletions,
 )
 from kaptain_warden.sweeper.events import SIMILAR_EVENTS
+from kaptain_warden.sweeper.in_use import CLUSTER_WIDE_FROM, find_secret_holders
 from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.leader import LeaseSettings
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
@@ -485,3 +486,62 @@ def test_lease_settings_are_checked_before_the_client_would_exit():
 def test_the_clients_routine_election_lines_are_dropped_and_failures_kept(message, shown):
     record = logging.LogRecord("leaderelection", logging.INFO, "", 0, message, None, None)
     assert RoutineElectionFilter().filter(record) is shown
+
+
+# -- in-use holders ----------------------------------------------------------------------------
+
+
+def test_holders_are_listed_across_namespaces_and_per_namespace_when_that_is_refused():
+    """From CLUSTER_WIDE_FROM namespaces on, one list per holder kind; a refused cluster-wide
+    list (an identity confined to some namespaces) falls back to one per namespace, with the
+    same answer."""
+    wanted = [f"ns{i}" for i in range(CLUSTER_WIDE_FROM)]
+
+    def pod(namespace: str, secret: str) -> dict[str, Any]:
+        env = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": secret, "key": "k"}}}]
+        return {
+            "metadata": {"name": f"p-{secret}", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "env": env}]},
+        }
+
+    pods = [pod(n, f"used-{n}") for n in wanted] + [pod("elsewhere", "used-elsewhere")]
+
+    def answer(refuse_across: bool):
+        def respond(method, path, kw):
+            if path == "/api/v1/pods":
+                if refuse_across:
+                    raise ApiError("HTTP 403 Forbidden", status=403)
+                return {"metadata": {}, "items": pods}
+            if path.startswith("/api/v1/namespaces/") and path.endswith("/pods"):
+                namespace = path.split("/")[4]
+                return {
+                    "metadata": {},
+                    "items": [p for p in pods if p["metadata"]["namespace"] == namespace],
+                }
+            return {"metadata": {}, "items": []}
+
+        return respond
+
+    for refuse in (False, True):
+        api = ScriptedApi(answer(refuse))
+        holders = find_secret_holders(api, namespaces=wanted)  # type: ignore[arg-type]
+        assert holders.unreadable == {}
+        for n in wanted:
+            assert holders.of(n, f"used-{n}") == [f"Pod/p-used-{n}"]
+        assert holders.of("ns0", "used-ns1") == []
+        assert "elsewhere" not in holders.holders
+        pod_paths = [p for m, p, _ in api.calls if p.endswith("/pods")]
+        if refuse:
+            assert pod_paths == ["/api/v1/pods", *(f"/api/v1/namespaces/{n}/pods" for n in wanted)]
+        else:
+            assert pod_paths == ["/api/v1/pods"]
+            # Every holder kind is listed once, across the cluster.
+            assert not any("/namespaces/" in p for m, p, _ in api.calls)
+
+
+def test_fewer_namespaces_are_read_one_by_one():
+    api = ScriptedApi(lambda m, p, kw: {"metadata": {}, "items": []})
+    find_secret_holders(api, namespaces=["a"])  # type: ignore[arg-type]
+    namespaced = [p for m, p, _ in api.calls if p != "/api/v1/persistentvolumes"]
+    assert namespaced
+    assert all("/namespaces/a/" in p for p in namespaced)

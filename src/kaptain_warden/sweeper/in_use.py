@@ -33,7 +33,8 @@ class SecretHolders:
 
 #: From this many namespaces with a Secret due on, each holder kind is listed once across the
 #: cluster (streamed, page by page, indexing only those namespaces) instead of once per
-#: namespace: 16 kinds x N namespaces requests become 16 x pages.
+#: namespace: 16 kinds x N namespaces requests become 16 x pages. Revision retention reads
+#: Configurations and InferenceServices the same way from this many on.
 CLUSTER_WIDE_FROM = 3
 
 
@@ -43,15 +44,14 @@ def find_secret_holders(
     namespaces: Iterable[str],
     page_size: int = 500,
     volumes_optional: bool = False,
-    cluster_wide: bool = True,
     excluded_namespaces: Collection[str] = (),
 ) -> SecretHolders:
     """List each namespace's pods, pod templates and ServiceAccounts, and index their Secrets.
 
     Only the namespaces that have a Secret to delete are indexed: one list per namespace and
-    kind, or, with `cluster_wide` and at least `CLUSTER_WIDE_FROM` of them, one list per kind
-    across the cluster (but `excluded_namespaces`); when that list fails, that kind is read
-    namespace by namespace instead (an identity that may only read some namespaces). Pages
+    kind, or, for `CLUSTER_WIDE_FROM` namespaces or more, one list per kind across the cluster
+    (but `excluded_namespaces`); when that list fails, that kind is read namespace by
+    namespace instead (an identity that may only read some namespaces, such as a user's). Pages
     are streamed: only the Secret names each holder references are kept. A kind the API
     server does not serve (no training-operator CRDs, say) holds nothing; any other error
     marks the namespace unreadable, and the caller keeps its Secrets (never delete on doubt).
@@ -81,7 +81,7 @@ def find_secret_holders(
             )
             result.unreadable = dict.fromkeys(wanted, reason)
             return result
-    across = cluster_wide and len(wanted) >= CLUSTER_WIDE_FROM
+    across = len(wanted) >= CLUSTER_WIDE_FROM
     for holder in (h for h in HOLDER_KINDS if not h.cluster_scoped):
         if across and _index_across(api, holder, page_size, excluded_namespaces, index):
             continue

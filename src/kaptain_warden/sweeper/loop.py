@@ -363,8 +363,6 @@ class Sweeper:
             namespaces={i.entry.namespace for i in due},
             page_size=self.settings.page_size,
             volumes_optional=self.settings.dry_run,
-            # A sweep confined to --namespace reads only those (a user's RBAC may stop there).
-            cluster_wide=not self.settings.namespaces,
             excluded_namespaces=self.policy.settings.all_excluded_namespaces,
         )
         report.errors += holders.unreadable.values()

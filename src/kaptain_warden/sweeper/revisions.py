@@ -10,6 +10,7 @@ from typing import Any
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
+from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.expiry import Protection
 from kaptain_warden.policies.kinds import PARENT_LABELS, split_api_version
 from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, KNATIVE_GROUP
@@ -21,6 +22,7 @@ from kaptain_warden.policies.retention import (
     inference_service_revisions,
     plan_revision_retention,
 )
+from kaptain_warden.sweeper.in_use import CLUSTER_WIDE_FROM
 
 __all__ = ["RevisionPlan", "plan_revisions"]
 
@@ -63,7 +65,8 @@ def plan_revisions(
                 f"kept: no {KNATIVE_CONFIGURATION_LABEL} label: it belongs to no Configuration"
             )
 
-    isvc_cache: dict[tuple[str, str, str], frozenset[str]] = {}
+    isvc_cache = _prefetch_isvcs(api, groups)
+    latest_ready = _prefetch_latest_ready(api, set(groups))
     for (namespace, configuration), members in groups.items():
         try:
             plan.update(
@@ -74,6 +77,7 @@ def plan_revisions(
                     policy=policy,
                     now=now,
                     isvc_cache=isvc_cache,
+                    latest_ready=latest_ready,
                 )
             )
         except _UnreadableError as exc:
@@ -96,10 +100,20 @@ def _plan_configuration(
     policy: Policy,
     now: datetime,
     isvc_cache: dict[tuple[str, str, str], frozenset[str]],
+    latest_ready: Mapping[tuple[str, str], str | None] | None,
 ) -> RevisionPlan:
-    """The retention answers for the revisions of one Configuration, (namespace, name)."""
+    """The retention answers for the revisions of one Configuration, (namespace, name).
+
+    `latest_ready`: every Configuration's latest ready revision, listed at once (None: read
+    this one); `isvc_cache`: InferenceServices already read.
+    """
     namespace, configuration = group
-    latest_ready = _latest_ready(api, namespace, configuration)
+    if latest_ready is None:
+        latest = _latest_ready(api, namespace, configuration)
+    elif group in latest_ready:
+        latest = latest_ready[group]
+    else:
+        raise _UnreadableError(f"configuration {configuration} could not be read (not found)")
     protected: set[str] = set()
     for label, api_version in _ISVC_LABELS:
         for name in sorted({_labels(r).get(label, "") for r in members} - {""}):
@@ -118,7 +132,7 @@ def _plan_configuration(
             continue  # `decide` keeps revisions whose rule is unknown
         verdicts = plan_revision_retention(
             revisions=subgroup,
-            latest_ready_revision=latest_ready,
+            latest_ready_revision=latest,
             protected_names=protected,
             settings=rule.retention or _NO_RETENTION,
             now=now,
@@ -126,6 +140,74 @@ def _plan_configuration(
         for revision, verdict in zip(subgroup, verdicts, strict=True):
             plan[_key(revision)] = verdict
     return plan
+
+
+def _prefetch_latest_ready(
+    api: KubeApi, wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], str | None] | None:
+    """Every wanted Configuration's `latestReadyRevisionName` from one list across the cluster
+    (streamed: only that name is kept), when there are `CLUSTER_WIDE_FROM` or more; None when
+    they are few or the list failed (then each is read by itself)."""
+    if len(wanted) < CLUSTER_WIDE_FROM:
+        return None
+    request = ListRequest(
+        api_version=f"{KNATIVE_GROUP}/v1",
+        kind="Configuration",
+        resource="configurations",
+        metadata_only=False,
+        keep=("status",),
+    )
+
+    def latest(obj: dict[str, Any]) -> tuple[tuple[str, str], str | None] | None:
+        key = _key(obj)
+        return (key, _latest_of(obj)) if key in wanted else None
+
+    try:
+        return dict(list_each(api, request, latest))
+    except (ApiError, KindNotServedError) as exc:
+        logger.info("cannot list configurations at once (%s); reading each", exc)
+        return None
+
+
+def _prefetch_isvcs(
+    api: KubeApi, groups: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+) -> dict[tuple[str, str, str], frozenset[str]]:
+    """The revisions the labelled InferenceServices name, from one list per API group across
+    the cluster when `CLUSTER_WIDE_FROM` or more are labelled; the others are read one by one
+    (an InferenceService that is not listed does not exist: it protects nothing)."""
+    cache: dict[tuple[str, str, str], frozenset[str]] = {}
+    for label, api_version in _ISVC_LABELS:
+        wanted = {
+            (namespace, api_version, name)
+            for (namespace, _), members in groups.items()
+            for name in {_labels(r).get(label, "") for r in members} - {""}
+        }
+        if len(wanted) < CLUSTER_WIDE_FROM:
+            continue
+        group = split_api_version(api_version)[0]
+        request = ListRequest(
+            api_version=api_version,
+            kind="InferenceService",
+            resource="inferenceservices",
+            metadata_only=False,
+            keep=("status",),
+        )
+
+        def named(
+            obj: dict[str, Any], api_version: str = api_version
+        ) -> tuple[tuple[str, str, str], frozenset[str]]:
+            namespace, name = _key(obj)
+            return ((namespace, api_version, name), inference_service_revisions(obj))
+
+        try:
+            listed = dict(list_each(api, request, named))
+        except KindNotServedError:
+            listed = {}  # that API group is not installed: nothing to protect
+        except ApiError as exc:
+            logger.info("cannot list InferenceServices (%s) at once (%s); reading each", group, exc)
+            continue
+        cache |= {key: listed.get(key, frozenset()) for key in wanted}
+    return cache
 
 
 def _hold_all(
@@ -158,6 +240,10 @@ def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
         raise _UnreadableError(
             f"configuration {name} could not be read ({describe_error(exc)})"
         ) from exc
+    return _latest_of(configuration)
+
+
+def _latest_of(configuration: object) -> str | None:
     status = configuration.get("status") if isinstance(configuration, Mapping) else None
     latest = status.get("latestReadyRevisionName") if isinstance(status, Mapping) else None
     return latest if isinstance(latest, str) and latest else None
