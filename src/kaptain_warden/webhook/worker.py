@@ -72,6 +72,12 @@ _TOO_COSTLY = (
 )
 # How often expired connections are looked for (the selector wakes at least this often).
 _TICK_SECONDS = 0.1
+# How often the loop tells the arbiter it is alive (a file's mtime: a system call). gunicorn's
+# loop does it on every event, once per request; the arbiter only looks every few seconds and
+# gives up after the worker timeout (30 s).
+_NOTIFY_SECONDS = 1.0
+# An answer up to this size goes out in one write, head and body together (see _Coalesced).
+_COALESCE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,36 @@ class _BodyPool:
         conn.pool = None
 
 
+class _Coalesced:
+    """The connection's socket as the response writer sees it: writes are gathered and sent
+    in one `sendall` when the answer is complete (or past `_COALESCE_BYTES`).
+
+    gunicorn sends the status line and headers, then the body, in two writes: two TLS records,
+    two system calls, and a client (the API server) woken twice for one answer.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def sendall(self, data: bytes) -> None:
+        self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size > _COALESCE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 def _die_with_parent(ppid: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux); a no-op elsewhere."""
     if not sys.platform.startswith("linux"):
@@ -222,10 +258,18 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self._context: ssl.SSLContext | None = None
         self._context_key: tuple[int, ...] = ()
         self._next_sweep = 0.0
+        self._next_notify = 0.0
 
     def init_process(self) -> None:
         _die_with_parent(self.ppid)
         super().init_process()
+
+    def notify(self) -> None:
+        """Tell the arbiter this worker is alive, at most every `_NOTIFY_SECONDS`."""
+        now = time.monotonic()
+        if now >= self._next_notify:
+            self._next_notify = now + _NOTIFY_SECONDS
+            super().notify()
 
     # -- TLS ---------------------------------------------------------------------------------
 
@@ -532,7 +576,8 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         try:
             self.cfg.pre_request(self, req)
             started = datetime.now()
-            resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
+            out = _Coalesced(conn.sock)
+            resp, environ = wsgi.create(req, out, conn.client, conn.server, self.cfg)
             environ["wsgi.multithread"] = True
             self.nr += 1  # (max_requests is not used: no autorestart here)
             # A request whose head arrived before the worker began to stop keeps its
@@ -544,6 +589,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 for item in respiter:
                     resp.write(item)
                 resp.close()
+                out.flush()
             finally:
                 self.log.access(resp, req, environ, datetime.now() - started)
                 if hasattr(respiter, "close"):
