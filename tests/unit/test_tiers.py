@@ -1,37 +1,55 @@
 """How the suite is cut (tests/conftest.py): tiers marked by directory, so `-m "not e2e"`
-selects nothing of tier 3; the Hypothesis profile chosen by CI=true."""
+selects nothing of tier 3 (`make test-fast`); the Hypothesis profile chosen by CI=true."""
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
+
+import conftest
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def test_tier_3_is_marked_by_its_directory_and_not_e2e_selects_none_of_it() -> None:
-    # a tier-3 module that carries no marker of its own, and one of tier 1 next to it
-    e2e, unit = "tests/e2e/test_up.py", "tests/unit/test_durations.py"
-    assert "pytestmark" not in (TESTS.parent / e2e).read_text()
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    result = subprocess.run(
-        [*command, "-m", "not e2e", e2e, unit],
-        cwd=TESTS.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    selected = [line for line in result.stdout.splitlines() if "::" in line]
-    assert selected and all(item.startswith(unit + "::") for item in selected)
-    deselected = re.search(r"\((\d+) deselected\)", result.stdout)
-    assert deselected is not None and int(deselected[1]) > 0, result.stdout
+class _Item:
+    """What the hook reads and writes of a collected test."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.markers: list[str] = []
+
+    def add_marker(self, marker: str) -> None:
+        self.markers.append(marker)
+
+
+def test_each_test_is_marked_with_the_tier_of_its_directory() -> None:
+    items = {
+        name: _Item(TESTS / name)
+        for name in (
+            "e2e/test_up.py",  # carries no marker of its own: the directory marks it
+            "unit/test_durations.py",
+            "server/test_server_http.py",
+            "chart/test_chart_render.py",
+            "factories.py",  # a helper at the top: no tier
+        )
+    }
+    conftest.pytest_collection_modifyitems(list(items.values()))
+    assert {name: item.markers for name, item in items.items()} == {
+        "e2e/test_up.py": ["e2e"],
+        "unit/test_durations.py": ["unit"],
+        "server/test_server_http.py": ["server"],
+        "chart/test_chart_render.py": ["chart"],
+        "factories.py": [],
+    }
+    assert "pytestmark" not in (TESTS / "e2e" / "test_up.py").read_text()
+
+
+def test_this_session_marked_this_test(request: pytest.FixtureRequest) -> None:
+    assert request.node.get_closest_marker("unit") is not None
+    assert request.node.get_closest_marker("e2e") is None
 
 
 def test_the_hypothesis_profile_follows_ci() -> None:
