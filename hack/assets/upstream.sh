@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The upstream CRDs and configuration files of hack/upstream.tsv (rows crd, controller-crd and
-# config), copied out of their Go module zips into one cache directory:
+# The upstream CRDs and configuration files of hack/upstream.tsv (rows crd, family-crd,
+# controller-crd and config), copied out of their Go module zips into one cache directory:
 #   <dir>/<module>@<version>/<path>   each file or directory, named by module, version and path
 #   <dir>/index.tsv                   the rows it holds (what module version path), which the
 #                                     harness (kaptain_warden.testing.upstream) reads
@@ -21,7 +21,9 @@ upstream_controller_version() {
   echo "${2#v}"
 }
 
-upstream_manifest_rows() { upstream_rows | awk '$1 == "crd" || $1 == "controller-crd" || $1 == "config"'; }
+upstream_manifest_rows() {
+  upstream_rows | awk '$1 == "crd" || $1 == "family-crd" || $1 == "controller-crd" || $1 == "config"'
+}
 upstream_version_var() { echo KW_UPSTREAM_TABLE; }
 upstream_version() { upstream_manifest_rows | sha256sum | cut -c1-12; }
 upstream_key() { echo "manifests-$(upstream_version)"; }
