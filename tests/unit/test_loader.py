@@ -36,6 +36,8 @@ def test_default_policy_loads_with_the_documented_rules():
         "credentials-secrets",
         "build-jobs",
         "training-jobs",
+        "ray-jobs",
+        "ray-clusters",
         "katib-experiments",
         "inference-services",
         "knative-serving",

@@ -92,6 +92,7 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
                         "serving.kubeflow.org",
                         "serving.kserve.io",
                         "serving.knative.dev",
+                        "ray.io",
                     ],
                     "resources": ["*"],
                     "verbs": ["*"],
