@@ -4,12 +4,16 @@ same stack's ceiling (a constant AdmissionReview from POST /_bench/constant), in
     .venv/bin/python bench/admission.py                 # starts its own server, stops it
     .venv/bin/python bench/admission.py --url https://127.0.0.1:8443 --ca-file ca.crt
 
-For each endpoint and payload (a ~5 KB Secret review, a ~20 KB TFJob review) it prints the
-reviews/s that 16 concurrent keep-alive clients get, and p50/p99 latency of one serial client.
-/mutate reviews the CREATE of an unstamped object (a patch is built); /validate reviews the
-CREATE of a stamped one (every check runs). The clients run in their own processes (the
-server's workers must not share a GIL with them) on the same 2 cores as the server, so the
-absolute figures understate the server; the ratios to the ceiling are what to compare.
+Arms: for each payload (a ~5 KB Secret review, a ~20 KB TFJob review) the ceiling, /mutate and
+/validate, their order rotating from round to round (--rounds, default 5). Per arm and round:
+the reviews/s that 16 concurrent keep-alive clients get, the server's CPU per review, and p50/p99
+latency of one serial client; then per round the ratio of /mutate and /validate to the ceiling
+measured beside them. /mutate reviews the CREATE of an unstamped object (a patch is built);
+/validate reviews the CREATE of a stamped one (every check runs). The clients run in their own
+processes (the server's workers must not share a GIL with them) on the same cores as the
+server, so the absolute figures understate the server; the ratios to the ceiling are what to
+compare. The server's certificate, CA and log live in one temporary directory, removed at the
+end.
 
 A script, not a test: loopback only, bounded in time, it stops by itself.
 """
@@ -35,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from _rounds import Rounds, add_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from factories import patched, review, secret, tfjob
@@ -195,8 +201,11 @@ def payloads(target: Target) -> dict[str, dict[str, bytes]]:
 def start_server(
     workers: int, threads: int, log_path: Path, extra: list[str]
 ) -> tuple[subprocess.Popen[str], Target]:
-    """`kaptain-warden serve --self-signed --enable-bench-endpoint` on a free loopback port."""
-    cache = Path(tempfile.mkdtemp(prefix="kaptain-warden-bench-"))
+    """`kaptain-warden serve --self-signed --enable-bench-endpoint` on a free loopback port.
+
+    Its self-signed CA and certificate go to `log_path`'s directory, which the caller owns
+    (and removes)."""
+    cache = log_path.parent / "cache"
     command = [
         str(Path(sys.executable).with_name("kaptain-warden")),
         "serve",
@@ -233,6 +242,16 @@ def start_server(
     return process, Target(parsed.hostname, parsed.port, ca_file)
 
 
+def stop_server(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, and wait: the server removes its own metrics directory on the way out."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def loopback_target(url: str, ca_file: str) -> Target:
     parsed = urllib.parse.urlsplit(url)
     host = parsed.hostname or ""
@@ -242,6 +261,9 @@ def loopback_target(url: str, ca_file: str) -> Target:
     if parsed.scheme != "https" or not loopback or parsed.port is None:
         raise SystemExit(f"--url must be https://<loopback address>:<port>, not {url}")
     return Target(host, parsed.port, ca_file)
+
+
+ENDPOINTS = {CONSTANT: "ceiling", "/mutate": "/mutate", "/validate": "/validate"}
 
 
 def main() -> None:
@@ -264,54 +286,67 @@ def main() -> None:
         "--client-processes", type=int, default=2, help="processes the clients run in (default 2)"
     )
     parser.add_argument(
-        "--seconds", type=float, default=3.0, help="throughput window per round (default 3)"
+        "--seconds", type=float, default=2.0, help="throughput window per arm and round (default 2)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="throughput rounds per figure (default 3)"
+        "--serial", type=int, default=500, help="serial requests per arm and round (default 500)"
     )
-    parser.add_argument(
-        "--serial", type=int, default=2000, help="serial requests per figure (default 2000)"
-    )
+    add_arguments(parser)
     args = parser.parse_args()
 
-    process = None
-    server_pid = None
-    if args.url:
-        if not args.ca_file:
-            parser.error("--url needs --ca-file")
-        target = loopback_target(args.url, args.ca_file)
-        print(f"target: {args.url}")
-    else:
-        log_path = Path(tempfile.mkdtemp(prefix="kaptain-warden-bench-")) / "serve.log"
-        process, target = start_server(args.workers, args.threads, log_path, args.serve_arg)
-        server_pid = process.pid
-        print(
-            f"server: kaptain-warden serve, gthread, {args.workers} workers x {args.threads} "
-            f"threads, TLS, JSON logs at INFO (log: {log_path})"
-        )
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(
-        f"clients: {args.clients} keep-alive HTTPS connections in {args.client_processes} "
-        f"processes, median of {args.rounds} rounds of {args.seconds:g} s; serial: "
-        f"{args.serial} requests; "
-        f"{os.cpu_count()} CPUs shared by server and clients\n"
-    )
-    try:
-        bodies = payloads(target)
-        header = (
-            f"{'payload':<14} {'endpoint':<10} {'reviews/s':>10} {'of ceiling':>10} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'server µs':>9}"
-        )
-        print(header)
-        print("-" * len(header))
-        for name, per_endpoint in bodies.items():
-            # Rounds interleave the endpoints, so drift on the machine hits them alike; the
-            # median round is reported.
-            rates: dict[str, list[float]] = {path: [] for path in per_endpoint}
-            cpus: dict[str, list[float]] = {path: [] for path in per_endpoint}
-            errors = 0
-            for _ in range(args.rounds):
-                for path, body in per_endpoint.items():
+    with tempfile.TemporaryDirectory(prefix="kaptain-warden-bench-") as work:
+        process = None
+        server_pid = None
+        if args.url:
+            if not args.ca_file:
+                parser.error("--url needs --ca-file")
+            target = loopback_target(args.url, args.ca_file)
+            server = f"{args.url} (given)"
+        else:
+            log_path = Path(work) / "serve.log"
+            process, target = start_server(args.workers, args.threads, log_path, args.serve_arg)
+            server_pid = process.pid
+            server = (
+                f"kaptain-warden serve, gthread, {args.workers} workers x {args.threads} "
+                "threads, TLS, JSON logs at INFO to a file"
+            )
+        try:
+            bodies = payloads(target)
+            arms = [f"{name} {ENDPOINTS[path]}" for name in bodies for path in bodies[name]]
+            bench = Rounds.from_args(
+                "admission",
+                args,
+                title="the admission server over HTTPS next to its own ceiling (a constant "
+                "answer from the same stack)",
+                arms=arms,
+                setup={
+                    "server": server,
+                    "throughput": f"{args.clients} keep-alive HTTPS clients in "
+                    f"{args.client_processes} processes, {args.seconds:g} s per arm and round",
+                    "latency": f"one serial keep-alive client, {args.serial} reviews per arm "
+                    "and round",
+                    "sizes": ", ".join(
+                        f"{n}: {len(b['/mutate'])} bytes" for n, b in bodies.items()
+                    ),
+                    "cores": "server and clients share the machine's cores",
+                },
+            )
+            for figure, unit in (
+                ("reviews/s", "/s"),
+                ("server CPU per review", "µs"),
+                ("serial p50", "ms"),
+                ("serial p99", "ms"),
+                ("failed", "requests"),
+            ):
+                bench.declare(figure, unit)
+            by_arm = {
+                f"{name} {ENDPOINTS[path]}": (path, body)
+                for name, per_endpoint in bodies.items()
+                for path, body in per_endpoint.items()
+            }
+            for n in bench.rounds():
+                for arm in bench.order(n):
+                    path, body = by_arm[arm]
                     rate, failed, cpu = throughput(
                         target,
                         path,
@@ -321,34 +356,31 @@ def main() -> None:
                         seconds=args.seconds,
                         server_pid=server_pid,
                     )
-                    rates[path].append(rate)
-                    cpus[path].append(cpu)
-                    errors += failed
-            ceiling = statistics.median(rates[CONSTANT])
-            for path, body in per_endpoint.items():
-                rate = statistics.median(rates[path])
-                p50, p99, _ = serial_latency(
-                    target, path, body, count=args.serial, seconds=args.seconds * 3
-                )
-                label = "ceiling" if path == CONSTANT else path
-                cpu = f"{statistics.median(cpus[path]):>9.0f}" if server_pid else f"{'-':>9}"
-                print(
-                    f"{name:<14} {label:<10} {rate:>10.0f} {100 * rate / ceiling:>9.0f}% "
-                    f"{p50:>8.2f} {p99:>8.2f} {cpu}"
-                )
-            if errors:
-                print(f"{name}: {errors} requests failed during the throughput rounds")
-        sizes = ", ".join(f"{n}: {len(b['/mutate'])} bytes" for n, b in bodies.items())
-        print(f"\nreview sizes: {sizes}")
-        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(
-            "server µs: CPU time of the server's processes per answered review, during the "
-            "throughput rounds"
-        )
-    finally:
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+                    p50, p99, _ = serial_latency(
+                        target, path, body, count=args.serial, seconds=args.seconds * 3
+                    )
+                    figures = {"reviews/s": rate, "serial p50": p50, "serial p99": p99}
+                    if server_pid:
+                        figures["server CPU per review"] = cpu
+                    figures["failed"] = failed
+                    bench.record(n, arm, figures)
+        finally:
+            if process is not None:
+                stop_server(process)
+    for name in bodies:
+        for path in ("/mutate", "/validate"):
+            for figure in ("reviews/s", "serial p50"):
+                bench.ratio(figure, f"{name} {path}", f"{name} ceiling")
+    bench.note(
+        "ceiling: POST /_bench/constant on the same server (reads the body, answers a constant "
+        "review): TLS, HTTP, the worker and Flask, without the review"
+    )
+    bench.note(
+        "server CPU per review: CPU time of the server's processes (from /proc) per answered "
+        "review during the throughput window; steadier than reviews/s when other work shares "
+        "the machine"
+    )
+    bench.finish()
 
 
 if __name__ == "__main__":
