@@ -7,17 +7,19 @@ Profile namespace owned by alice@example.com, and a notebook identity creating O
 at --rate per second for --seconds. A third of the way in, the admission server's whole process
 group (arbiter and workers) gets SIGKILL, as when its container dies; --outage seconds later it
 is started again. Then one sweeper pass runs as the chart runs it (backfill of what the webhook
-missed, then deletes), and a dry run at the stamp + TTL - 1 s. Each scenario runs --rounds
-times, alternating failurePolicy Ignore (the chart's default) and Fail, and prints per round:
+missed, then deletes), and a dry run at the stamp + TTL - 1 s. Each round (--rounds, default 5)
+runs the three scenarios in an order rotating from round to round: failurePolicy Ignore (the
+chart's default), failurePolicy Fail, and the API server stopped; per round it prints:
 
   creates / failed creates / admitted unstamped / unstamped after backfill / wrong deletions
   (objects gone after the pass, or due before a full TTL from the stamp) / recovery time (from
   the restart to the first create stamped again) / backfill pass time
 
-then the range over rounds. A third scenario stops the API server (SIGSTOP, a hung server) between
-a pass's decisions and its deletes, with --expired expired and as many live stamped Secrets, and
-prints: deletes deferred / deletes reported as errors / expired left after the next pass once it
-is back (SIGCONT) / live Secrets deleted / recovery time (SIGCONT to the end of a complete pass).
+then the ranges over rounds. The third scenario stops the API server (SIGSTOP, a hung server)
+between a pass's decisions and its deletes, with --expired expired and as many live stamped
+Secrets, and prints: deletes deferred / deletes reported as errors / expired left after the next
+pass once it is back (SIGCONT) / live Secrets deleted / recovery time (SIGCONT to the end of a
+complete pass).
 
 A script, not a test: it prints figures (the tier-3 test
 tests/e2e/test_outage_backfill.py asserts the correctness). Loopback only; it stops by itself.
@@ -36,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes import client as k8s
 
+from _rounds import Rounds, add_arguments
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.loader import load_policy
@@ -50,15 +53,6 @@ from kaptain_warden.testing.stack import WardenStack, notebook_user
 P = "warden.kaptain.io"
 OWNER = "alice@example.com"
 TTL = timedelta(hours=24)
-FIELDS = (
-    "creates",
-    "failed",
-    "unstamped",
-    "unstamped after backfill",
-    "wrong deletions",
-    "recovery s",
-    "backfill pass s",
-)
 
 
 def wait(condition, timeout: float = 120.0) -> None:
@@ -208,42 +202,63 @@ def api_server_round(plane: ControlPlane, args: argparse.Namespace) -> dict:
     }
 
 
+ARMS = ("failurePolicy Ignore", "failurePolicy Fail", "API server stopped mid-pass")
+UNITS = {
+    "creates": "",
+    "failed": "creates",
+    "unstamped": "objects",
+    "unstamped after backfill": "objects",
+    "wrong deletions": "objects",
+    "recovery s": "s",
+    "backfill pass s": "s",
+    "deferred": "deletes",
+    "errors": "deletes",
+    "expired left": "objects",
+    "live deleted": "objects",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--outage", type=float, default=10.0)
     parser.add_argument("--expired", type=int, default=200)
+    add_arguments(parser)
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # one line per deferred delete would bury the figures
-    print(
-        f"{args.rate:g} Secrets/s for {args.seconds:g} s as a notebook; the admission server "
-        f"and its workers SIGKILLed for {args.outage:g} s; {args.rounds} rounds per policy"
+    bench = Rounds.from_args(
+        "outage",
+        args,
+        title="the admission server killed under a create load, then backfill; the API server "
+        "stopped in the middle of a sweep pass",
+        arms=ARMS,
+        setup={
+            "load": f"{args.rate:g} Secrets/s for {args.seconds:g} s as a notebook identity",
+            "outage": f"the admission server's process group SIGKILLed a third of the way in, "
+            f"restarted {args.outage:g} s later; then one sweeper pass with backfill",
+            "API server": f"SIGSTOP between a pass's decisions and its deletes, {args.expired} "
+            "expired and as many live stamped Secrets; SIGCONT, then passes until one completes",
+        },
     )
-    figures: dict[str, list[dict]] = {"Ignore": [], "Fail": []}
+    for field, unit in UNITS.items():
+        bench.declare(field, unit)
     with ControlPlane(crds=False) as plane:
         with plane.api_client() as admin:
             install_profile_crd(admin)
-        for n in range(args.rounds):
-            for failure_policy in ("Ignore", "Fail"):  # alternate, so drift hits both
-                row = one_round(plane, failure_policy, args)
-                figures[failure_policy].append(row)
-                print(f"round {n + 1} failurePolicy={failure_policy}: {row}", flush=True)
-        api_rows = []
-        for n in range(args.rounds):
-            row = api_server_round(plane, args)
-            api_rows.append(row)
-            print(f"round {n + 1} API server stopped mid-pass: {row}", flush=True)
-    for failure_policy, rows in figures.items():
-        print(f"\nfailurePolicy: {failure_policy} ({len(rows)} rounds)")
-        for field in FIELDS:
-            values = [r[field] for r in rows]
-            print(f"  {field:26} {min(values)} .. {max(values)}")
-    print(f"\nAPI server stopped mid-pass, {args.expired} expired ({len(api_rows)} rounds)")
-    for field in api_rows[0]:
-        values = [r[field] for r in api_rows]
-        print(f"  {field:26} {min(values)} .. {max(values)}")
+        for n in bench.rounds():
+            for arm in bench.order(n):  # rotate, so drift hits every scenario alike
+                if arm == ARMS[2]:
+                    row = api_server_round(plane, args)
+                else:
+                    row = one_round(plane, arm.rsplit(" ", 1)[1], args)
+                bench.record(n, arm, row)
+    bench.note(
+        "wrong deletions: objects gone after the pass, or due before a full TTL from their "
+        "stamp; recovery s: from the restart to the first create stamped again (API server: "
+        "from SIGCONT to the end of a complete pass)"
+    )
+    bench.finish()
 
 
 if __name__ == "__main__":
