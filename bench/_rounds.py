@@ -17,7 +17,8 @@ Figures are of two kinds, and the report says which is which:
 
 The result is printed (a table) and written as JSON (``bench/results/<benchmark>.json`` by
 default) with the machine (CPUs, memory) and its load average before, during (at each round's
-start) and after; the documentation's Figures are rendered from those files (`make bench`).
+start) and after; `bench/figures.py` renders the documentation's Figures from those files
+(`make bench` runs it).
 
     bench = Rounds("e2e_admission", title="...", arms=("without", "with"), rounds=5)
     bench.declare("median", "ms")
@@ -143,6 +144,7 @@ class Rounds:
         self.count = rounds
         self.setup = dict(setup or {})
         self.notes: list[str] = []
+        self._headline: list[tuple[str, str | None]] = []
         self._json_path = json_path
         self._units: dict[str, str] = {}
         self._figures: dict[tuple[str | None, str], _Figure] = {}
@@ -218,6 +220,11 @@ class Rounds:
                 ratio.values[n] = top[n] / bottom[n]
         self._figures[(None, ratio.name)] = ratio
 
+    def headline(self, name: str, arm: str | None = None) -> None:
+        """Name a figure (of `arm`, or of the round) for the README's short summary; without
+        any, the summary shows the ratios."""
+        self._headline.append((name, arm))
+
     def note(self, text: str) -> None:
         """A sentence the report carries (a caveat, what a figure means)."""
         self.notes.append(text)
@@ -254,6 +261,7 @@ class Rounds:
             "arms": list(self.arms),
             "setup": self.setup,
             "figures": figures,
+            "headline": [list(h) for h in self._headline],
             "notes": self.notes,
         }
 

@@ -380,6 +380,10 @@ def main() -> None:
         "review during the throughput window; steadier than reviews/s when other work shares "
         "the machine"
     )
+    for name in bodies:
+        bench.headline(f"reviews/s: {name} /mutate / {name} ceiling")
+    bench.headline("serial p50", f"{next(iter(bodies))} /mutate")
+    bench.headline("server CPU per review", f"{next(iter(bodies))} /mutate")
     bench.finish()
 
 

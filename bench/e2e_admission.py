@@ -244,6 +244,11 @@ def main() -> None:
         "the mean time the warden spent from the body received to the answer encoded; the "
         "difference is TLS, HTTP and the worker's hand-offs"
     )
+    bench.headline("added median")
+    bench.headline("paired p99")
+    bench.headline(f"median: {ARMS[1]} / {ARMS[0]}")
+    bench.headline("mutate call, API server's view")
+    bench.headline("mutate review, in the warden")
     bench.finish()
 
 

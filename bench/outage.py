@@ -258,6 +258,11 @@ def main() -> None:
         "stamp; recovery s: from the restart to the first create stamped again (API server: "
         "from SIGCONT to the end of a complete pass)"
     )
+    for arm in ARMS[:2]:
+        bench.headline("unstamped after backfill", arm)
+        bench.headline("wrong deletions", arm)
+    bench.headline("live deleted", ARMS[2])
+    bench.headline("expired left", ARMS[2])
     bench.finish()
 
 

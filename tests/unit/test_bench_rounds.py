@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import _rounds
+import figures
 from _rounds import Rounds, percentile
 
 
@@ -69,3 +70,27 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(samples, 0.99) == 99.0
     assert percentile(samples, 0.5) == 50.0
     assert percentile([5.0], 0.99) == 5.0
+
+
+def test_figures_state_the_machine_ranges_and_kinds(tmp_path: Path) -> None:
+    bench = Rounds("e2e_admission", title="t", arms=("a", "b"), rounds=2, json_path=None)
+    bench.declare("median", "ms")
+    for n, (a, b) in enumerate([(1.0, 3.0), (2.0, 5.0)]):
+        bench.record(n, "a", {"median": a})
+        bench.record(n, "b", {"median": b})
+    bench.ratio("median", "b", "a")
+    bench.headline("median", "b")
+    (tmp_path / "e2e_admission.json").write_text(json.dumps(bench.result()))
+    results = figures.load(tmp_path)
+    summary = figures.render_summary(results, "Shared with other work.")
+    assert "2 CPUs" in summary or f"{results[0]['machine']['cpus']} CPUs" in summary
+    assert "load average" in summary and "Shared with other work." in summary
+    assert "| b: median | 3\u20135 ms (median 4) | absolute |" in summary
+    page = figures.render_page(results, "")
+    assert "| median: b / a | per round | 2.50 | 2.75 | 3.00 | \u00d7 | ratio |" in page
+    assert "A **ratio** is one arm over another" in page
+    text = (
+        "x\n<!-- BEGIN GENERATED: figures (make bench) -->\nold\n<!-- END GENERATED: figures -->\n"
+    )
+    assert figures.replace_between(text, "figures", "new\n").count("new\n") == 1
+    assert "old" not in figures.replace_between(text, "figures", "new\n")
