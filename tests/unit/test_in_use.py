@@ -220,3 +220,12 @@ def test_a_path_follows_every_item_of_a_list():
         "a": {"template": {"spec": {"imagePullSecrets": [{"name": "map"}]}}}
     }
     assert secret_references(cluster, holder) == {"head"}  # `[*]` walks a list, not a map
+
+
+def test_a_secret_named_by_a_bare_string_is_held():
+    holder = KnownKind(
+        "example.com/v1", "App", "apps", secret_refs=SecretRefs(names=("spec.pullSecrets[*]",))
+    )
+    app = {"spec": {"pullSecrets": ["registry", 7, "", None, {"name": "not-a-string"}]}}
+    assert secret_references(app, holder) == {"registry"}
+    assert secret_references({"spec": {"pullSecrets": "registry"}}, holder) == frozenset()

@@ -21,7 +21,7 @@ from kaptain_warden.policies.kinds import (
     registered_kind,
     registered_kind_of,
 )
-from kaptain_warden.policies.kinds.paths import parse_path, value_at, walk
+from kaptain_warden.policies.kinds.paths import parse_path, value_at, values, walk
 from kaptain_warden.policies.kinds.registry import _checked
 from kaptain_warden.policies.native_ttl import native_location, native_ttl
 
@@ -48,6 +48,14 @@ def test_walk_goes_through_map_values_and_list_items_and_skips_the_wrong_types()
     assert value_at(obj, "spec.replicas.c.t") is None
     with pytest.raises(ValueError, match="more than one"):
         value_at(obj, "spec.replicas.*.t")
+
+
+def test_values_reach_leaves_of_any_type_and_walk_keeps_the_maps():
+    obj = {"spec": {"pull": ["a", {"name": "b"}, 7], "one": "s"}}
+    assert list(values(obj, "spec.pull[*]")) == ["a", {"name": "b"}, 7]
+    assert list(walk(obj, "spec.pull[*]")) == [{"name": "b"}]
+    assert list(values(obj, "spec.one")) == ["s"]
+    assert list(values(obj, "spec.one[*]")) == []
 
 
 def test_every_kind_is_declared_once_and_the_tables_are_read_from_the_families():

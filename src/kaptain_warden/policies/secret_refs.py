@@ -7,7 +7,7 @@ from typing import Any
 
 from kaptain_warden.policies.completion import has_finished
 from kaptain_warden.policies.kinds import KnownKind
-from kaptain_warden.policies.kinds.paths import walk
+from kaptain_warden.policies.kinds.paths import values, walk
 
 __all__ = [
     "holders_reason",
@@ -117,6 +117,8 @@ def secret_references(obj: Mapping[str, Any], holder: KnownKind) -> frozenset[st
     for path in refs.references:
         for ref in walk(obj, path):
             names.add(_str(ref.get("name")))
+    for path in refs.names:
+        names.update(_str(name) for name in values(obj, path))
     names.discard("")
     return frozenset(names)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Step", "parse_path", "value_at", "walk"]
+__all__ = ["Step", "parse_path", "value_at", "values", "walk"]
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
@@ -54,13 +54,19 @@ def parse_path(path: str) -> tuple[Step, ...]:
 
 def walk(node: object, path: str) -> Iterator[Mapping[str, Any]]:
     """Every mapping found at `path` below `node`."""
-    yield from _walk(node, parse_path(path))
+    for found in values(node, path):
+        if isinstance(found, Mapping):
+            yield found
 
 
-def _walk(node: object, steps: Sequence[Step]) -> Iterator[Mapping[str, Any]]:
+def values(node: object, path: str) -> Iterator[object]:
+    """Every value found at `path` below `node`, whatever its type (`walk` keeps the maps)."""
+    yield from _values(node, parse_path(path))
+
+
+def _values(node: object, steps: Sequence[Step]) -> Iterator[object]:
     if not steps:
-        if isinstance(node, Mapping):
-            yield node
+        yield node
         return
     if not isinstance(node, Mapping):
         return
@@ -68,10 +74,10 @@ def _walk(node: object, steps: Sequence[Step]) -> Iterator[Mapping[str, Any]]:
     children = node.values() if step.key is None else (node.get(step.key),)
     for child in children:
         if not step.items:
-            yield from _walk(child, rest)
+            yield from _values(child, rest)
         elif isinstance(child, list):
             for item in child:
-                yield from _walk(item, rest)
+                yield from _values(item, rest)
 
 
 def value_at(node: object, path: str) -> object:

@@ -104,16 +104,18 @@ class SecretRefs:
 
     `pod_specs`: paths to PodSpecs (every Secret a pod would use: volumes, env, envFrom,
     imagePullSecrets); `containers`: paths to single containers (env, envFrom); `references`:
-    paths to `{name: ...}` Secret references (a ServiceAccount's `secrets[*]`). Paths may go
-    through every value of a map (`*`) and every item of a list (`[*]`).
+    paths to `{name: ...}` Secret references (a ServiceAccount's `secrets[*]`); `names`: paths
+    to Secret names written as bare strings (a SparkApplication's `spec.imagePullSecrets[*]`).
+    Paths may go through every value of a map (`*`) and every item of a list (`[*]`).
     """
 
     pod_specs: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for path in (*self.pod_specs, *self.containers, *self.references):
+        for path in (*self.pod_specs, *self.containers, *self.references, *self.names):
             parse_path(path)
 
 
