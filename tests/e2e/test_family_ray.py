@@ -100,7 +100,7 @@ def rayjob(name: str, **spec: Any) -> dict[str, Any]:
         "kind": "RayJob",
         "metadata": {"name": name},
         "spec": {
-            "entrypoint": "python /home/ray/train.py",
+            "entrypoint": "python train.py",
             "rayClusterSpec": spec.pop("rayClusterSpec", cluster_spec()),
             **spec,
         },
