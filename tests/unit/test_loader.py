@@ -38,6 +38,7 @@ def test_default_policy_loads_with_the_documented_rules():
         "training-jobs",
         "ray-jobs",
         "ray-clusters",
+        "spark-applications",
         "katib-experiments",
         "inference-services",
         "knative-serving",

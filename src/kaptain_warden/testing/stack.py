@@ -93,6 +93,7 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
                         "serving.kserve.io",
                         "serving.knative.dev",
                         "ray.io",
+                        "sparkoperator.k8s.io",
                     ],
                     "resources": ["*"],
                     "verbs": ["*"],
