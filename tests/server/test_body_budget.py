@@ -144,9 +144,9 @@ def test_a_large_honest_review_gets_in_when_stallers_from_many_addresses_hold_th
 ):
     """Stallers from 2 addresses announce bodies as large as the budget, 4 each, and send half.
     A 1 MiB review (over the small-body allowance, so it needs the shared budget) gets it once
-    the stallers' leases run out (1.5 s for a body this large), instead of waiting out their
-    10 s body deadlines one after the other; the stallers in its way are cut, and from then on
-    their addresses' bodies wait behind the others' (in that worker)."""
+    the stallers in its way have been silent for 1 s, instead of waiting out their 10 s body
+    deadlines one after the other; they are cut, and from then on their addresses' bodies wait
+    behind the others' (in that worker)."""
     length = BUDGET - 100
     with stallers(budgeted, ["127.0.0.2", "127.0.0.3"], 8, length, length // 2) as held:
         took = [timed_review(budgeted, large_review()) for _ in range(12)]

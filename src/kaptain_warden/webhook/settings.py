@@ -75,10 +75,12 @@ class WebhookSettings:
     and a stalled body loses its bytes when another waits (`webhook/worker.py`). Default
     8 MiB. Bounds memory: docs/operators/admission-server.md has the formula."""
 
-    decode_bytes_per_request: int = 64 * 1024 * 1024
+    decode_bytes_per_request: int = 40 * 1024 * 1024
     """Memory one request's body may take once decoded, estimated before decoding (its bytes
-    plus 64 per JSON value); a costlier body gets HTTP 413. Default 64 MiB: a review of the
-    largest object etcd keeps (1.5 MiB, twice in an UPDATE) costs well under 20 MiB."""
+    plus 64 per JSON value); a costlier body gets HTTP 413. Requests costing over 1 MiB that a
+    worker decides at once add up to at most this much (more wait their turn). Default 40 MiB:
+    an UPDATE of the largest object etcd keeps (1.5 MiB, twice) in dense JSON costs about
+    30 MiB, and with 2 workers the README's formula stays well under the chart's 320 Mi."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest AdmissionReview body accepted; larger ones get HTTP 413. Default 8 MiB: etcd

@@ -12,7 +12,8 @@ Idle kept-alive connections wait in the selector as well, so a connection costs 
 while the app decides. The number of connections a client address holds in one worker is
 bounded (its oldest idle one gives way, else the new one is refused), and so are the body bytes
 a worker holds at once (a body that does not fit waits, unread, for an earlier one to finish;
-see `_BodyPool` for why a client that stalls cannot keep the others waiting).
+see `_BodyPool` for why a client that stalls cannot keep the others waiting), and so is what
+the requests it decides at once may decode to (a costly one waits its turn, read).
 
 When the arbiter dies the worker dies with it (SIGKILL from the kernel, PR_SET_PDEATHSIG), so
 the port is free for a restart at once.
@@ -55,13 +56,20 @@ SMALL_BODY_BYTES = 128 * 1024
 # ...of this many bytes per worker (on top of --body-bytes-in-flight; in the memory formula of
 # docs/operators/admission-server.md).
 SMALL_BODIES_IN_FLIGHT = 2 * 1024 * 1024
+# A request whose body decodes to at most this much (an ordinary review: tens to hundreds of
+# KiB) is decided at once; a costlier one waits until the requests being decided in its worker
+# add up, with it, to --decode-bytes-per-request (one always goes).
+CHEAP_DECODE_BYTES = 1024 * 1024
 # One client address holds at most this fraction of a pool (unless the pool is otherwise empty).
 _SHARE = 0.5
-# While another body waits for its pool, a reserved body that has not arrived whole within
-# this lease loses its reservation (the connection is closed): 1 s, plus its size at 16 MiB/s.
-# The API server sends a review in one go at network speed; only a staller is this slow.
-_LEASE_SECONDS = 1.0
-_LEASE_BYTES_PER_SECOND = 16 * 1024 * 1024
+# While another body waits for its pool, a reserved body loses its reservation (the connection
+# is closed) once no byte of it has arrived for this long...
+_SILENCE_SECONDS = 1.0
+# ...or once it has not arrived whole within its lease: 2 s, plus its size at 4 MiB/s. The API
+# server sends a review in one go at network speed; a sender short of CPU still makes
+# progress; only a staller, or a client trickling bytes to look alive, is this slow.
+_LEASE_SECONDS = 2.0
+_LEASE_BYTES_PER_SECOND = 4 * 1024 * 1024
 # An address whose reservation was revoked waits behind every other address for this long;
 # the most recent this many such addresses are remembered.
 _STALLER_PENALTY_SECONDS = 60.0
@@ -92,7 +100,7 @@ class ConnectionLimits:
     max_connections_per_client: int = 128
     body_bytes_in_flight: int = 8 * 1024 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
-    decode_bytes_per_request: int = 64 * 1024 * 1024
+    decode_bytes_per_request: int = 40 * 1024 * 1024
 
 
 class _Conn(TConn):  # type: ignore[misc]
@@ -109,6 +117,8 @@ class _Conn(TConn):  # type: ignore[misc]
         self.pool: _BodyPool | None = None  # where the body waits for, or holds, its bytes
         self.reserved = 0  # body bytes counted against the pool
         self.granted_at = 0.0  # when the pool granted the body its bytes
+        self.arrived_at = 0.0  # when bytes last arrived
+        self.cost = 0  # estimated decode cost counted against the worker's decode budget
         self.close_after = False  # answer, then close (the request was not read whole)
         self.keepalive = True  # the head arrived before the worker began to stop
         self.events = 0  # what the selector watches for (0: not registered)
@@ -131,14 +141,15 @@ class _BodyPool:
         ones;
       - one client address holds at most half of a pool (one body always fits an empty pool):
         a single staller leaves the other half to the others;
-      - while a body waits, a reservation whose body has not arrived within its lease
-        (`_LEASE_SECONDS` + size at `_LEASE_BYTES_PER_SECOND`) is revoked, its connection
-        closed: a staller holds what others need for a second or so, not its body deadline;
+      - while another address's body waits, a reservation whose body is silent
+        (`_SILENCE_SECONDS`) or has not arrived within its lease (`_LEASE_SECONDS` + size at
+        `_LEASE_BYTES_PER_SECOND`) is revoked, its connection closed: a staller holds what
+        others need for a second, one that trickles bytes a few, not its body deadline;
       - the waiting bodies are served in fair order: first those of addresses that did not
         stall lately (`_STALLER_PENALTY_SECONDS`), then those whose address holds least, then
         the oldest; nobody overtakes a body that does not fit yet. A staller's body gets only
         leftovers: its reservation is revoked as soon as another address's body needs it.
-        Stallers from k addresses can make a large body wait k leases once (per worker).
+        Stallers from k addresses can make a large body wait k seconds once (per worker).
     A body being decided (all arrived) keeps its reservation: it is memory in use.
     """
 
@@ -164,13 +175,15 @@ class _BodyPool:
         )  # min is stable: the oldest among equals
 
     def overdue(self, now: float, leftovers_only: Callable[[str], bool]) -> list[_Conn]:
-        """Holders whose body is still arriving past its lease, or that hold only leftovers."""
+        """Holders whose body is still arriving but silent or past its lease, or that hold
+        only leftovers."""
         return [
             c
             for c in self.holders
             if c.state == "body"
             and (
                 leftovers_only(c.address)
+                or now - max(c.granted_at, c.arrived_at) > _SILENCE_SECONDS
                 or now - c.granted_at > _LEASE_SECONDS + c.body / _LEASE_BYTES_PER_SECOND
             )
         ]
@@ -253,6 +266,9 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self._small = _BodyPool(SMALL_BODIES_IN_FLIGHT)
         self._admitting = False
         self._admit_again = False
+        # Decoding: what the requests being decided will take, and the costly ones waiting.
+        self._decoding = 0
+        self._decode_queue: collections.deque[_Conn] = collections.deque()
         # address -> when one of its reservations was last revoked, oldest first
         self._stallers: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._context: ssl.SSLContext | None = None
@@ -375,6 +391,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 self._close(conn)
                 return False
             conn.buffer += chunk
+            conn.arrived_at = time.monotonic()
             got = True
         return True
 
@@ -428,8 +445,34 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         if cost > self.limits.decode_bytes_per_request:
             self._refuse_costly(conn, cost)
             return False
+        if cost > CHEAP_DECODE_BYTES:
+            # Threads decide several requests at once: without this, bodies each under the
+            # decode bound would together decode to several times it.
+            conn.cost = cost
+            self._decode_queue.append(conn)
+            self._unwatch(conn)
+            conn.state = "decode"
+            return self._next_decodes(conn)
         conn.state = "ready"
         return True
+
+    def _next_decodes(self, current: _Conn | None = None) -> bool:
+        """Dispatch the costly requests that fit the decode budget, in arrival order, except
+        `current` (the caller's to dispatch); whether `current` may go."""
+        let_go = False
+        while self._decode_queue:
+            conn = self._decode_queue[0]
+            budget = self.limits.decode_bytes_per_request
+            if self._decoding and self._decoding + conn.cost > budget:
+                break
+            self._decode_queue.popleft()
+            self._decoding += conn.cost
+            conn.state = "ready"
+            if conn is current:
+                let_go = True
+            else:
+                self._dispatch(conn)
+        return let_go
 
     def _refuse_costly(self, conn: _Conn, cost: int) -> None:
         """Answer 413 from here (the body would cost more memory to decode than allowed)."""
@@ -447,9 +490,17 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         """Hand a complete request to a thread; leftover bytes wait for the next request."""
         self._unwatch(conn)
         self._waiting.discard(conn)
-        request = bytes(conn.buffer[: conn.needed])
-        del conn.buffer[: conn.needed]
-        conn.parser = http.get_parser(self.cfg, [request], conn.client)
+        # Head and body as separate pieces, each copied once: the parser takes the body as one
+        # piece, and the buffer is let go at once (a large body would otherwise be held in
+        # several copies while it is decoded).
+        head_end = min(conn.buffer.find(b"\r\n\r\n") + 4, conn.needed)
+        with memoryview(conn.buffer) as view:
+            pieces = [bytes(view[:head_end]), bytes(view[head_end : conn.needed])]
+        if len(conn.buffer) == conn.needed:
+            conn.buffer = bytearray()
+        else:
+            del conn.buffer[: conn.needed]
+        conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
         conn.state = "busy"
         self.enqueue_req(conn)
 
@@ -493,8 +544,15 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         while pool.waiting:
             conn = pool.next_in_line(stalled)
             if not pool.fits(conn):
-                # A staller's body does not take leftovers from another staller's.
-                overdue = pool.overdue(now, (lambda _: False) if stalled(conn.address) else stalled)
+                # A staller's body does not take leftovers from another staller's, and an
+                # address that waits for its own bodies waits: revoking is between clients.
+                overdue = [
+                    c
+                    for c in pool.overdue(
+                        now, (lambda _: False) if stalled(conn.address) else stalled
+                    )
+                    if c.address != conn.address
+                ]
                 if not overdue:
                     break
                 for holder in overdue:
@@ -521,6 +579,13 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         return revoked is not None and now - revoked < _STALLER_PENALTY_SECONDS
 
     def _release(self, conn: _Conn) -> None:
+        if conn in self._decode_queue:
+            self._decode_queue.remove(conn)
+        if conn.state in ("ready", "busy") and conn.cost:
+            self._decoding -= conn.cost
+            conn.cost = 0
+            self._next_decodes()
+        conn.cost = 0
         if conn.pool is not None:
             conn.pool.give_back(conn)
             self._admit()
