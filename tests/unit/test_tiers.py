@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
-
-import conftest
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -25,7 +24,16 @@ class _Item:
         self.markers.append(marker)
 
 
-def test_each_test_is_marked_with_the_tier_of_its_directory() -> None:
+def top_conftest(config: pytest.Config) -> Any:
+    """tests/conftest.py as pytest loaded it (every conftest.py is a module named `conftest`)."""
+    path = TESTS / "conftest.py"
+    for plugin in config.pluginmanager.get_plugins():
+        if Path(getattr(plugin, "__file__", "") or "").resolve() == path:
+            return plugin
+    raise AssertionError(f"pytest did not load {path}")
+
+
+def test_each_test_is_marked_with_the_tier_of_its_directory(pytestconfig: pytest.Config) -> None:
     items = {
         name: _Item(TESTS / name)
         for name in (
@@ -36,7 +44,7 @@ def test_each_test_is_marked_with_the_tier_of_its_directory() -> None:
             "factories.py",  # a helper at the top: no tier
         )
     }
-    conftest.pytest_collection_modifyitems(list(items.values()))
+    top_conftest(pytestconfig).pytest_collection_modifyitems(list(items.values()))
     assert {name: item.markers for name, item in items.items()} == {
         "e2e/test_up.py": ["e2e"],
         "unit/test_durations.py": ["unit"],
