@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 
 from kaptain_warden.policies.evaluate import (
     governs_kind,
@@ -35,6 +36,9 @@ from kaptain_warden.webhook.reviews import (
     read_envelope,
 )
 from kaptain_warden.webhook.settings import WebhookSettings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +363,48 @@ def _json(answer: Answer) -> Response:
     return Response(answer.body, status=answer.status, mimetype=JSON)
 
 
+_FAST_PATHS: dict[str, Endpoint] = {"/mutate": "mutate", "/validate": "validate"}
+
+
+def _reviews_first(
+    flask_app: WSGIApplication, handler: AdmissionHandler, settings: WebhookSettings
+) -> WSGIApplication:
+    """Reviews straight to the handler, everything else through Flask.
+
+    A POST to /mutate or /validate (or the bench ceiling) with a Content-Length within the
+    limit is answered without Flask's request context, routing and response object, which
+    cost about as much as deciding a review. What is not that exact case (another path or
+    method, a chunked body, a missing or oversized Content-Length) goes to Flask, which
+    refuses it as before. The worker has read the whole body before the app runs.
+    """
+    constant = settings.enable_bench_endpoint
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        endpoint = _FAST_PATHS.get(path)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if (
+            (endpoint is not None or (constant and path == "/_bench/constant"))
+            and environ.get("REQUEST_METHOD") == "POST"
+            and "HTTP_TRANSFER_ENCODING" not in environ
+            and length.isdigit()
+            and int(length) <= settings.max_body_bytes
+        ):
+            body = environ["wsgi.input"].read(int(length))
+            if endpoint is None:
+                answer = Answer(200, _CONSTANT_REVIEW)
+            else:
+                answer = handler.review(endpoint, body, environ.get("CONTENT_TYPE"))
+            start_response(
+                f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, '')}",
+                [("Content-Type", JSON), ("Content-Length", str(len(answer.body)))],
+            )
+            return [answer.body]
+        return flask_app(environ, start_response)
+
+    return app
+
+
 def create_app(
     settings: WebhookSettings,
     *,
@@ -430,6 +476,8 @@ def create_app(
             # Read the body as /mutate does, so the ceiling includes receiving it.
             request.get_data(cache=False)
             return Response(_CONSTANT_REVIEW, mimetype=JSON)
+
+    app.wsgi_app = _reviews_first(app.wsgi_app, handler, settings)  # type: ignore[method-assign,assignment]
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
