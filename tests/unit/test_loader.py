@@ -36,6 +36,7 @@ def test_default_policy_loads_with_the_documented_rules():
         "credentials-secrets",
         "build-jobs",
         "training-jobs",
+        "trainer-jobs",
         "ray-jobs",
         "ray-clusters",
         "spark-applications",

@@ -94,6 +94,7 @@ def create_profile_namespace(api_client: k8s.ApiClient, namespace: str) -> None:
                         "serving.knative.dev",
                         "ray.io",
                         "sparkoperator.k8s.io",
+                        "trainer.kubeflow.org",
                     ],
                     "resources": ["*"],
                     "verbs": ["*"],
