@@ -391,6 +391,24 @@ CRD_CASES = [
         bad_status=None,
     ),
     CrdCase(
+        "kubeflow.org",
+        "v1beta1",
+        "Trial",
+        "trials",
+        (),
+        spec={
+            "objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
+            "parameterAssignments": [{"name": "lr", "value": "0.03"}],
+            "runSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {"template": _POD_TEMPLATE},
+            },
+        },
+        status={"conditions": _JOB_CONDITIONS, "startTime": _TS, "completionTime": _TS},
+        bad_status=None,
+    ),
+    CrdCase(
         "serving.kubeflow.org",
         "v1beta1",
         "InferenceService",
