@@ -497,16 +497,6 @@ class ControlPlane:
         return self._path("admin.key")
 
     @property
-    def service_account_public_key_path(self) -> Path:
-        """The key the API server verifies service-account tokens with."""
-        return self._path("sa.pub")
-
-    @property
-    def service_account_private_key_path(self) -> Path:
-        """The key service-account tokens are signed with."""
-        return self._path("sa.key")
-
-    @property
     def binaries(self) -> Binaries:
         """The executables in use."""
         if self._binaries is None:

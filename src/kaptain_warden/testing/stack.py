@@ -202,7 +202,6 @@ class WardenStack:
         self.port = 0
         self.work_dir = Path(tempfile.mkdtemp(prefix="kaptain-warden-stack-"))
         self._server: ManagedProcess | None = None
-        self._restarts = 0
         atexit.register(self.stop)
 
     def __enter__(self) -> WardenStack:
