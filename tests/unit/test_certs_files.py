@@ -13,22 +13,32 @@ from kaptain_warden.cli import main
 
 
 def test_files_are_swapped_in_through_one_symlink(tmp_path):
-    assert write_files(tmp_path, {"tls.crt": b"cert-1", "tls.key": b"key-1"})
+    # keep_for=0: generations go as soon as they are older than the previous one.
+    assert write_files(tmp_path, {"tls.crt": b"cert-1", "tls.key": b"key-1"}, keep_for=0)
     first = (tmp_path / "..data").resolve()
     assert (tmp_path / "tls.crt").read_bytes() == b"cert-1"
     assert os.readlink(tmp_path / "tls.crt") == os.path.join("..data", "tls.crt")
     assert oct((tmp_path / "tls.key").stat().st_mode & 0o777) == "0o600"
 
-    assert write_files(tmp_path, {"tls.crt": b"cert-2", "tls.key": b"key-1"})
+    assert write_files(tmp_path, {"tls.crt": b"cert-2", "tls.key": b"key-1"}, keep_for=0)
     assert (tmp_path / "tls.crt").read_bytes() == b"cert-2"
     assert first.exists()  # a reader that resolved `..data` before the swap can finish
-    assert write_files(tmp_path, {"tls.crt": b"cert-3", "tls.key": b"key-1"})
+    assert write_files(tmp_path, {"tls.crt": b"cert-3", "tls.key": b"key-1"}, keep_for=0)
     assert not first.exists()  # older generations go
     assert len([p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()]) == 2
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("..")) == [
         "tls.crt",
         "tls.key",
     ]
+
+
+def test_a_generation_replaced_moments_ago_stays(tmp_path):
+    for i in range(4):
+        assert write_files(tmp_path, {"tls.crt": b"cert-%d" % i})
+    # Four swaps within the default keep_for: a reader that resolved any of them can finish.
+    assert len([p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()]) == 4
+    assert write_files(tmp_path, {"tls.crt": b"cert-4"}, keep_for=0)
+    assert len([p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()]) == 2
 
 
 def test_unchanged_files_are_not_rewritten(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -12,12 +14,17 @@ from typing import Final
 
 from kaptain_warden.certs.rotation import TLS_KEY
 
-__all__ = ["write_files"]
+__all__ = ["KEEP_REPLACED_FOR", "write_files"]
 
 _DATA_LINK: Final = "..data"
+#: Seconds a replaced generation stays for readers that resolved it before the swap (renewals
+#: come hours apart; only tests swap faster than this).
+KEEP_REPLACED_FOR: Final = 60.0
 
 
-def write_files(directory: Path, contents: Mapping[str, bytes]) -> bool:
+def write_files(
+    directory: Path, contents: Mapping[str, bytes], *, keep_for: float = KEEP_REPLACED_FOR
+) -> bool:
     """Swap `contents` into `directory` at one instant; False when they are already there.
 
     The layout is kubelet's AtomicWriter's (what a Secret volume looks like): `<name>` is a
@@ -48,13 +55,27 @@ def write_files(directory: Path, contents: Mapping[str, bytes]) -> bool:
         if not target.is_symlink():
             target.unlink(missing_ok=True)
             target.symlink_to(Path(_DATA_LINK) / name)
-    # The previous generation stays: a reader that resolved `..data` just before the swap may
-    # still be opening files in it. Older ones go.
+    # A reader that resolved `..data` before a swap may still be opening files in the
+    # generation it found: the previous one always stays, and older ones until they were
+    # replaced `keep_for` seconds ago (the next generation's age), however fast swaps follow
+    # each other.
     keep = {staged.name} | ({previous.name} if previous is not None else set())
-    for old in directory.glob("..[0-9]*"):
-        if old.name not in keep and old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
+    _remove_replaced(directory, keep, keep_for)
     return True
+
+
+def _remove_replaced(directory: Path, keep: set[str], keep_for: float) -> None:
+    generations: list[tuple[float, Path]] = []
+    for path in directory.glob("..[0-9]*"):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                generations.append((path.stat().st_mtime, path))
+    generations.sort()
+    now = time.time()
+    # Each generation was replaced when the next one was made.
+    for (_, older), (replaced_at, _) in itertools.pairwise(generations):
+        if older.name not in keep and now - replaced_at >= keep_for:
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def _read(path: Path) -> bytes | None:
