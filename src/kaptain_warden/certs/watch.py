@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from kaptain_warden.certs.sync import CertificateManager
+from kaptain_warden.kube.errors import describe_error
 from kaptain_warden.probes import Answer, ProbeServer, plain
 
 __all__ = ["Watcher", "serve_health"]
@@ -48,7 +49,7 @@ class Watcher:
         try:
             result = self._manager.sync()
         except Exception as exc:  # one bad pass must not end the loop; readiness reports it
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = describe_error(exc)
             logger.exception("certificate sync failed")
             return
         if result.published:
