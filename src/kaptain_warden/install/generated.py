@@ -66,6 +66,15 @@ def kinds_yaml() -> str:
     return "".join(lines)
 
 
+def _holder_entry(kind: KnownKind) -> dict[str, Any]:
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "resource": kind.resource,
+        "clusterScoped": kind.cluster_scoped,
+    }
+
+
 def secret_holders_yaml() -> str:
     """`files/secret-holders.yaml`: the kinds the sweeper lists before deleting a Secret."""
     lines = [
@@ -73,10 +82,7 @@ def secret_holders_yaml() -> str:
         "# The kinds whose objects can keep a Secret in use (pods, ServiceAccounts, workloads\n",
         "# with pod templates): the sweeper lists them before it deletes a Secret.\n",
     ]
-    lines += [
-        f"- {_flow({'apiVersion': k.api_version, 'kind': k.kind, 'resource': k.resource})}\n"
-        for k in HOLDER_KINDS
-    ]
+    lines += [f"- {_flow(_holder_entry(k))}\n" for k in HOLDER_KINDS]
     return "".join(lines)
 
 
