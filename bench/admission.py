@@ -372,8 +372,9 @@ def main() -> None:
             for figure in ("reviews/s", "serial p50"):
                 bench.ratio(figure, f"{name} {path}", f"{name} ceiling")
     bench.note(
-        "ceiling: POST /_bench/constant on the same server (reads the body, answers a constant "
-        "review): TLS, HTTP, the worker and Flask, without the review"
+        "ceiling: POST /_bench/constant on the same server, answered on the reviews' own path "
+        "(reads the body, answers a constant review): TLS, HTTP and the worker, without deciding "
+        "a review"
     )
     bench.note(
         "server CPU per review: CPU time of the server's processes (from /proc) per answered "

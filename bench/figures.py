@@ -56,14 +56,14 @@ def number(value: float | None, whole: bool = False) -> str:
 
 
 def span(figure: Mapping[str, Any]) -> str:
-    """`min-max (median m)` with an en dash, or the value alone when every round gave the same."""
+    """`min-max unit, median m` (an en dash), or the value alone when every round agreed."""
     whole = integral(figure)
     low, mid, high = (number(figure[k], whole) for k in ("min", "median", "max"))
     unit = figure["unit"] if figure["unit"] not in ("", "x") else ""
     suffix = f" {unit}" if unit else (TIMES if figure["unit"] == "x" else "")
     if low == high:
         return f"{low}{suffix}"
-    return f"{low}{DASH}{high}{suffix} (median {mid})"
+    return f"{low}{DASH}{high}{suffix}, median {mid}"
 
 
 def machine_line(result: Mapping[str, Any]) -> str:

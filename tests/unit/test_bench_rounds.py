@@ -85,7 +85,7 @@ def test_figures_state_the_machine_ranges_and_kinds(tmp_path: Path) -> None:
     summary = figures.render_summary(results, "Shared with other work.")
     assert "2 CPUs" in summary or f"{results[0]['machine']['cpus']} CPUs" in summary
     assert "load average" in summary and "Shared with other work." in summary
-    assert "| b: median | 3\u20135 ms (median 4) | absolute |" in summary
+    assert "| b: median | 3\u20135 ms, median 4 | absolute |" in summary
     page = figures.render_page(results, "")
     assert "| median: b / a | per round | 2.50 | 2.75 | 3.00 | \u00d7 | ratio |" in page
     assert "A **ratio** is one arm over another" in page
