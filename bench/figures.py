@@ -85,8 +85,10 @@ def summary_rows(result: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     if wanted:
         for name, arm in wanted:
             yield from (f for f in figures if f["name"] == name and f["arm"] == arm)
-    else:
+    elif any(f["kind"] == "ratio" for f in figures):
         yield from (f for f in figures if f["kind"] == "ratio")
+    else:  # no ratio: each arm's first figure
+        yield from {f["arm"]: f for f in reversed(figures)}.values()
 
 
 def label(figure: Mapping[str, Any]) -> str:
@@ -126,9 +128,18 @@ def render_page(results: list[dict[str, Any]], note: str) -> str:
         f"only.{(' ' + note) if note else ''}",
         "",
     ]
+    ran = {r["benchmark"] for r in results}
+    missing = [n for n in ORDER if n not in ran and (ROOT / "bench" / f"{n}.py").exists()]
+    if missing:
+        lines += [
+            "No result in this run from: "
+            + ", ".join(f"`bench/{n}.py`" for n in missing)
+            + " (it writes none yet, or did not finish).",
+            "",
+        ]
     for result in results:
         lines += [
-            f"### `bench/{result['benchmark']}.py`: {result['title']}",
+            f"### {result['benchmark']}: {result['title']}",
             "",
             f"`{result['command']}`: {result['rounds']} rounds in {result['seconds']:g} s, "
             f"started {result['started'].replace('T', ' ')[:16]} UTC. Machine: "
