@@ -227,6 +227,9 @@ def test_objects_being_deleted_are_left_to_their_finalizers(kube_admin, namespac
 
 def test_a_missing_crd_is_skipped_with_one_log_line(kube_admin, namespace, caplog):
     document = policy_document()
+    # Only the Secrets' rule of the built-in policy: its other kinds' CRDs (the Ray, Spark and
+    # Trainer families) are installed by their own tests only, and would be "not served" too.
+    document["rules"] = [r for r in document["rules"] if r["id"] == "credentials-secrets"]
     document["rules"].append(
         {
             # A group no test installs (the session's control plane is shared: a kind some other
