@@ -249,10 +249,7 @@ def test_a_missing_crd_is_skipped_with_one_log_line(kube_admin, namespace, caplo
     with caplog.at_level("INFO", logger="kaptain_warden.sweeper.loop"):
         first = runner.run_once(now=now())
         second = runner.run_once(now=now())
-    # The built-in policy's rules for kinds whose CRDs only their own tests install (Ray, Spark)
-    # may be "not served" here too: the widgets are, and the same on both passes.
-    assert "widgets.absent.example.com" in first.not_served
-    assert first.not_served == second.not_served
+    assert first.not_served == second.not_served == ["widgets.absent.example.com"]
     assert first.complete and first.deletion.deleted == 1
     skipped = [
         r for r in caplog.records if "widgets.absent.example.com is not served" in r.getMessage()
