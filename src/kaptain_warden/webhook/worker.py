@@ -253,6 +253,23 @@ def _die_with_parent(ppid: int) -> None:
         os._exit(1)
 
 
+def _return_large_blocks() -> None:
+    """Make glibc give every block over 128 KiB back to the kernel when it is freed (Linux).
+
+    By default glibc raises its mmap threshold to the largest block freed so far (up to
+    32 MiB): after the first large review, a decoded body's big blocks (the bytes, a dict's
+    table) come from the heap of whichever thread decoded it, and stay there once freed. Each
+    of the worker's threads then keeps its own high-water mark, and the worker grows past what
+    the decode budget allows at once. A fixed threshold turns that adjustment off; ordinary
+    reviews (a few KiB) are not affected.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    m_mmap_threshold = -3
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(m_mmap_threshold, 128 * 1024)
+
+
 class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
     """gthread with every read done by the selector loop under a deadline (see the module)."""
 
@@ -278,6 +295,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         _die_with_parent(self.ppid)
+        _return_large_blocks()
         super().init_process()
 
     def notify(self) -> None:
