@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kaptain_warden.webhook import worker
+from kaptain_warden.webhook import answering
 
 
 class _Socket:
@@ -18,7 +18,7 @@ class _Socket:
 
 def test_head_and_body_go_out_in_one_write() -> None:
     sock = _Socket()
-    out = worker._Coalesced(sock)
+    out = answering.Coalesced(sock)
     out.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
     out.sendall(b"{}")
     assert sock.writes == []
@@ -31,8 +31,8 @@ def test_head_and_body_go_out_in_one_write() -> None:
 
 def test_a_large_answer_is_not_held_whole() -> None:
     sock = _Socket()
-    out = worker._Coalesced(sock)
-    chunk = b"x" * (worker._COALESCE_BYTES // 2 + 1)
+    out = answering.Coalesced(sock)
+    chunk = b"x" * (answering.COALESCE_BYTES // 2 + 1)
     out.sendall(chunk)
     out.sendall(chunk)
     assert sock.writes == [chunk + chunk]  # sent once past the bound, not buffered on

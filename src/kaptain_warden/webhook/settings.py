@@ -72,7 +72,7 @@ class WebhookSettings:
     """Bytes of bodies over 128 KiB one worker holds at once (being read, or being decided); a
     body that does not fit waits unread for an earlier one to finish (one body always fits).
     Smaller bodies have 2 MiB of their own; one client address holds at most half of either,
-    and a stalled body loses its bytes when another waits (`webhook/worker.py`). Default
+    and a stalled body loses its bytes when another waits (`webhook/body_pool.py`). Default
     8 MiB. Bounds memory: docs/operators/admission-server.md has the formula."""
 
     decode_bytes_per_request: int = 40 * 1024 * 1024

@@ -12,68 +12,57 @@ Idle kept-alive connections wait in the selector as well, so a connection costs 
 while the app decides. The number of connections a client address holds in one worker is
 bounded (its oldest idle one gives way, else the new one is refused), and so are the body bytes
 a worker holds at once (a body that does not fit waits, unread, for an earlier one to finish;
-see `_BodyPool` for why a client that stalls cannot keep the others waiting), and so is what
-the requests it decides at once may decode to (a costly one waits its turn, read).
+see `body_pool.BodyPool` for why a client that stalls cannot keep the others waiting), and so
+is what the requests it decides at once may decode to (a costly one waits its turn, read).
 
 When the arbiter dies the worker dies with it (SIGKILL from the kernel, PR_SET_PDEATHSIG), so
 the port is free for a restart at once.
+
+Here: the selector loop and the state machine of a connection. Beside it: `connections` (a
+connection, the limits, what a head and body say), `body_pool` (the body budget),
+`answering` (the thread side: the app and its answer), `process` (the process and the kernel).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import errno
 import os
 import selectors
-import signal
 import ssl
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 from gunicorn import http, util
 from gunicorn import sock as gsock
-from gunicorn.http import wsgi
-from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
-# The request line and headers of an AdmissionReview POST are a few hundred bytes; gunicorn's
-# own limits (4094-byte line, 100 fields of 8190 bytes) are far above anything legitimate.
-MAX_HEAD_BYTES = 64 * 1024
+from kaptain_warden.webhook.answering import Answering
+from kaptain_warden.webhook.body_pool import (
+    SMALL_BODIES_IN_FLIGHT,
+    SMALL_BODY_BYTES,
+    STALLER_PENALTY_SECONDS,
+    STALLERS_REMEMBERED,
+    BodyPool,
+)
+from kaptain_warden.webhook.connections import (
+    MAX_HEAD_BYTES,
+    Conn,
+    ConnectionLimits,
+    content_length,
+    decode_cost,
+)
+from kaptain_warden.webhook.process import die_with_parent, return_large_blocks
+
+__all__ = ["ConnectionLimits", "DeadlineWorker"]
+
 _READ_CHUNK = 64 * 1024
-# What decoding a JSON body may cost in memory: its bytes, plus about this much for each value
-# it holds (a Python object, its slot in a list or dict). Counted from the bytes that separate
-# or open values, so a body of 2.8 million `[]` weighs what it will weigh once decoded.
-_BYTES_PER_VALUE = 64
-# Bodies up to this size (ordinary AdmissionReviews: a few KiB to tens of KiB) have an
-# allowance of their own, so they never wait behind large ones...
-SMALL_BODY_BYTES = 128 * 1024
-# ...of this many bytes per worker (on top of --body-bytes-in-flight; in the memory formula of
-# docs/operators/admission-server.md).
-SMALL_BODIES_IN_FLIGHT = 2 * 1024 * 1024
 # A request whose body decodes to at most this much (an ordinary review: tens to hundreds of
 # KiB) is decided at once; a costlier one waits until the requests being decided in its worker
 # add up, with it, to --decode-bytes-per-request (one always goes).
 CHEAP_DECODE_BYTES = 1024 * 1024
-# One client address holds at most this fraction of a pool (unless the pool is otherwise empty).
-_SHARE = 0.5
-# While another body waits for its pool, a reserved body loses its reservation (the connection
-# is closed) once no byte of it has arrived for this long...
-_SILENCE_SECONDS = 1.0
-# ...or once it has not arrived whole within its lease: 2 s, plus its size at 4 MiB/s. The API
-# server sends a review in one go at network speed; a sender short of CPU still makes
-# progress; only a staller, or a client trickling bytes to look alive, is this slow.
-_LEASE_SECONDS = 2.0
-_LEASE_BYTES_PER_SECOND = 4 * 1024 * 1024
-# An address whose reservation was revoked waits behind every other address for this long;
-# the most recent this many such addresses are remembered.
-_STALLER_PENALTY_SECONDS = 60.0
-_STALLERS_REMEMBERED = 1024
 _TOO_COSTLY = (
     b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
@@ -84,208 +73,24 @@ _TICK_SECONDS = 0.1
 # loop does it on every event, once per request; the arbiter only looks every few seconds and
 # gives up after the worker timeout (30 s).
 _NOTIFY_SECONDS = 1.0
-# An answer up to this size goes out in one write, head and body together (see _Coalesced).
-_COALESCE_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class ConnectionLimits:
-    """Deadlines and bounds of the worker; `WebhookSettings` fills them from `serve` flags."""
-
-    handshake_seconds: float = 5.0
-    header_seconds: float = 5.0
-    body_seconds: float = 10.0
-    write_seconds: float = 10.0
-    keepalive_seconds: float = 30.0
-    max_connections_per_client: int = 128
-    body_bytes_in_flight: int = 8 * 1024 * 1024
-    max_body_bytes: int = 8 * 1024 * 1024
-    decode_bytes_per_request: int = 40 * 1024 * 1024
-
-
-class _Conn(TConn):  # type: ignore[misc]
-    """A connection and where it stands: handshake, head, body, busy (in a thread) or idle."""
-
-    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any) -> None:
-        super().__init__(cfg, sock, client, server)
-        self.initialized = True  # the TLS wrap is ours; TConn.init must not wrap again
-        self.state = "handshake"
-        self.deadline = 0.0
-        self.buffer = bytearray()
-        self.needed = 0  # bytes of the current request (head + body) once the head is read
-        self.body = 0  # bytes of the body, from Content-Length
-        self.pool: _BodyPool | None = None  # where the body waits for, or holds, its bytes
-        self.reserved = 0  # body bytes counted against the pool
-        self.granted_at = 0.0  # when the pool granted the body its bytes
-        self.arrived_at = 0.0  # when bytes last arrived
-        self.cost = 0  # estimated decode cost counted against the worker's decode budget
-        self.close_after = False  # answer, then close (the request was not read whole)
-        self.keepalive = True  # the head arrived before the worker began to stop
-        self.events = 0  # what the selector watches for (0: not registered)
-        self.address = client[0] if isinstance(client, tuple) and client else str(client)
-
-
-class _BodyPool:
-    """Body bytes a worker holds at once for one size of body, and the bodies waiting for them.
-
-    A body's bytes are reserved from its Content-Length before it is read, and given back when
-    its answer is written. A body that does not fit waits, unread: its bytes stay in the kernel
-    and the client's send blocks. That bounds memory, and reserving up front (rather than
-    charging bytes as they arrive) means a body that got in can always finish: concurrent
-    bodies each read in part could otherwise fill the pool with none able to complete.
-
-    But a reservation is a promise the client may not keep: one that announces a few MiB and
-    stalls would hold them for its whole body deadline while every other body waited, and the
-    API server would give up on the webhook. So:
-      - small bodies (ordinary reviews) have a pool of their own: they never wait behind large
-        ones;
-      - one client address holds at most half of a pool (one body always fits an empty pool):
-        a single staller leaves the other half to the others;
-      - while another address's body waits, a reservation whose body is silent
-        (`_SILENCE_SECONDS`) or has not arrived within its lease (`_LEASE_SECONDS` + size at
-        `_LEASE_BYTES_PER_SECOND`) is revoked, its connection closed: a staller holds what
-        others need for a second, one that trickles bytes a few, not its body deadline;
-      - the waiting bodies are served in fair order: first those of addresses that did not
-        stall lately (`_STALLER_PENALTY_SECONDS`), then those whose address holds least, then
-        the oldest; nobody overtakes a body that does not fit yet. A staller's body gets only
-        leftovers: its reservation is revoked as soon as another address's body needs it.
-        Stallers from k addresses can make a large body wait k seconds once (per worker).
-    A body being decided (all arrived) keeps its reservation: it is memory in use.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.held = 0
-        self.by_address: collections.Counter[str] = collections.Counter()
-        self.holders: set[_Conn] = set()
-        self.waiting: list[_Conn] = []  # in arrival order
-
-    def fits(self, conn: _Conn) -> bool:
-        if self.held == 0:
-            return True
-        return (
-            self.held + conn.body <= self.capacity
-            and self.by_address[conn.address] + conn.body <= self.capacity * _SHARE
-        )
-
-    def next_in_line(self, stalled: Callable[[str], bool]) -> _Conn:
-        """The body served next: not a staller's, its address holding least, the oldest."""
-        return min(
-            self.waiting, key=lambda c: (stalled(c.address), self.by_address[c.address])
-        )  # min is stable: the oldest among equals
-
-    def overdue(self, now: float, leftovers_only: Callable[[str], bool]) -> list[_Conn]:
-        """Holders whose body is still arriving but silent or past its lease, or that hold
-        only leftovers."""
-        return [
-            c
-            for c in self.holders
-            if c.state == "body"
-            and (
-                leftovers_only(c.address)
-                or now - max(c.granted_at, c.arrived_at) > _SILENCE_SECONDS
-                or now - c.granted_at > _LEASE_SECONDS + c.body / _LEASE_BYTES_PER_SECOND
-            )
-        ]
-
-    def take(self, conn: _Conn, now: float) -> None:
-        self.waiting.remove(conn)
-        conn.reserved = max(conn.body, 1)
-        self.held += conn.reserved
-        self.by_address[conn.address] += conn.reserved
-        self.holders.add(conn)
-        conn.granted_at = now
-
-    def give_back(self, conn: _Conn) -> None:
-        if conn in self.waiting:
-            self.waiting.remove(conn)
-        if conn in self.holders:
-            self.holders.discard(conn)
-            self.held -= conn.reserved
-            self.by_address[conn.address] -= conn.reserved
-            if self.by_address[conn.address] <= 0:
-                del self.by_address[conn.address]
-        conn.reserved = 0
-        conn.pool = None
-
-
-class _Coalesced:
-    """The connection's socket as the response writer sees it: writes are gathered and sent
-    in one `sendall` when the answer is complete (or past `_COALESCE_BYTES`).
-
-    gunicorn sends the status line and headers, then the body, in two writes: two TLS records,
-    two system calls, and a client (the API server) woken twice for one answer.
-    """
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._pending: list[bytes] = []
-        self._size = 0
-
-    def sendall(self, data: bytes) -> None:
-        self._pending.append(bytes(data))
-        self._size += len(data)
-        if self._size > _COALESCE_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._size = 0
-            self._sock.sendall(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def _die_with_parent(ppid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux); a no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != ppid:  # the parent died before the request took effect
-        os._exit(1)
-
-
-def _return_large_blocks() -> None:
-    """Make glibc give every block over 128 KiB back to the kernel when it is freed (Linux).
-
-    By default glibc raises its mmap threshold to the largest block freed so far (up to
-    32 MiB): after the first large review, a decoded body's big blocks (the bytes, a dict's
-    table) come from the heap of whichever thread decoded it, and stay there once freed. Each
-    of the worker's threads then keeps its own high-water mark, and the worker grows past what
-    the decode budget allows at once. A fixed threshold turns that adjustment off; ordinary
-    reviews (a few KiB) are not affected.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    m_mmap_threshold = -3
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(m_mmap_threshold, 128 * 1024)
-
-
-class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
+class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
     """gthread with every read done by the selector loop under a deadline (see the module)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         limits = getattr(self.app, "connection_limits", None)
         self.limits = limits if isinstance(limits, ConnectionLimits) else ConnectionLimits()
-        self._waiting: set[_Conn] = set()  # every connection not in a thread
+        self._waiting: set[Conn] = set()  # every connection not in a thread
         self._per_client: collections.Counter[str] = collections.Counter()
-        self._large = _BodyPool(self.limits.body_bytes_in_flight)
-        self._small = _BodyPool(SMALL_BODIES_IN_FLIGHT)
+        self._large = BodyPool(self.limits.body_bytes_in_flight)
+        self._small = BodyPool(SMALL_BODIES_IN_FLIGHT)
         self._admitting = False
         self._admit_again = False
         # Decoding: what the requests being decided will take, and the costly ones waiting.
         self._decoding = 0
-        self._decode_queue: collections.deque[_Conn] = collections.deque()
+        self._decode_queue: collections.deque[Conn] = collections.deque()
         # address -> when one of its reservations was last revoked, oldest first
         self._stallers: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._context: ssl.SSLContext | None = None
@@ -294,8 +99,8 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self._next_notify = 0.0
 
     def init_process(self) -> None:
-        _die_with_parent(self.ppid)
-        _return_large_blocks()
+        die_with_parent(self.ppid)
+        return_large_blocks()
         super().init_process()
 
     def notify(self) -> None:
@@ -347,7 +152,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         except (OSError, ssl.SSLError):
             util.close(client_sock)
             return
-        conn = _Conn(self.cfg, tls, client_addr, listener.getsockname())
+        conn = Conn(self.cfg, tls, client_addr, listener.getsockname())
         self.nr_conns += 1
         self._per_client[conn.address] += 1
         self._waiting.add(conn)
@@ -364,10 +169,10 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- the state machine, on the main thread -----------------------------------------------
 
-    def _on_event(self, conn: _Conn, _fileobj: Any) -> None:
+    def _on_event(self, conn: Conn, _fileobj: Any) -> None:
         self._advance(conn)
 
-    def _advance(self, conn: _Conn) -> None:
+    def _advance(self, conn: Conn) -> None:
         """Move `conn` on as far as its bytes allow; wait in the selector for the rest."""
         try:
             if conn.state == "handshake":
@@ -392,7 +197,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         if conn.state == "ready":
             self._dispatch(conn)
 
-    def _recv(self, conn: _Conn, limit: int) -> bool | None:
+    def _recv(self, conn: Conn, limit: int) -> bool | None:
         """Read what is there, up to `limit` bytes in the buffer: True when something was
         read, None when nothing is there yet (now watched), False when the peer is gone."""
         got = False
@@ -413,7 +218,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             got = True
         return True
 
-    def _read_head(self, conn: _Conn) -> bool:
+    def _read_head(self, conn: Conn) -> bool:
         if conn.buffer.find(b"\r\n\r\n") < 0:
             got = self._recv(conn, MAX_HEAD_BYTES)
             if got is False:
@@ -430,7 +235,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 self._close(conn)
             return False
         conn.keepalive = self.alive
-        length = _content_length(bytes(conn.buffer[:end]))
+        length = content_length(bytes(conn.buffer[:end]))
         head = end + 4
         if length is None or length > 2 * self.limits.max_body_bytes:
             # Chunked, malformed, or too large to be worth reading: gunicorn's parser and the
@@ -446,7 +251,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         conn.deadline = time.monotonic() + self.limits.body_seconds
         return True
 
-    def _read_body(self, conn: _Conn) -> bool:
+    def _read_body(self, conn: Conn) -> bool:
         if conn.body and not conn.reserved:
             if conn.pool is None:
                 conn.pool = self._small if conn.body <= SMALL_BODY_BYTES else self._large
@@ -459,7 +264,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             got = self._recv(conn, conn.needed)
             if got is not True or len(conn.buffer) < conn.needed:
                 return False
-        cost = _decode_cost(conn.buffer, conn.needed)
+        cost = decode_cost(conn.buffer, conn.needed)
         if cost > self.limits.decode_bytes_per_request:
             self._refuse_costly(conn, cost)
             return False
@@ -474,7 +279,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         conn.state = "ready"
         return True
 
-    def _next_decodes(self, current: _Conn | None = None) -> bool:
+    def _next_decodes(self, current: Conn | None = None) -> bool:
         """Dispatch the costly requests that fit the decode budget, in arrival order, except
         `current` (the caller's to dispatch); whether `current` may go."""
         let_go = False
@@ -492,7 +297,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 self._dispatch(conn)
         return let_go
 
-    def _refuse_costly(self, conn: _Conn, cost: int) -> None:
+    def _refuse_costly(self, conn: Conn, cost: int) -> None:
         """Answer 413 from here (the body would cost more memory to decode than allowed)."""
         body = (
             b'{"error":"the body would take about %d MiB to decode, over the limit of %d MiB; '
@@ -504,7 +309,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             conn.sock.send(_TOO_COSTLY % (len(body), body))
         self._close(conn)
 
-    def _dispatch(self, conn: _Conn) -> None:
+    def _dispatch(self, conn: Conn) -> None:
         """Hand a complete request to a thread; leftover bytes wait for the next request."""
         self._unwatch(conn)
         self._waiting.discard(conn)
@@ -522,7 +327,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         conn.state = "busy"
         self.enqueue_req(conn)
 
-    def _watch(self, conn: _Conn, events: int) -> None:
+    def _watch(self, conn: Conn, events: int) -> None:
         callback = partial(self._on_event, conn)
         if conn.events == 0:
             self.poller.register(conn.sock, events, callback)
@@ -530,7 +335,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.modify(conn.sock, events, callback)
         conn.events = events
 
-    def _unwatch(self, conn: _Conn) -> None:
+    def _unwatch(self, conn: Conn) -> None:
         if conn.events:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(conn.sock)
@@ -538,7 +343,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
     def _admit(self) -> None:
         """Grant waiting bodies their bytes in fair order, revoking overdue reservations that
-        stand in the way (see `_BodyPool`), and read on the bodies granted."""
+        stand in the way (see `BodyPool`), and read on the bodies granted."""
         if self._admitting:  # closing a connection below comes back here
             self._admit_again = True
             return
@@ -555,7 +360,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         finally:
             self._admitting = False
 
-    def _grant(self, pool: _BodyPool) -> list[_Conn]:
+    def _grant(self, pool: BodyPool) -> list[Conn]:
         granted = []
         now = time.monotonic()
         stalled = partial(self._stalled_lately, now=now)
@@ -576,7 +381,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 for holder in overdue:
                     self._stallers[holder.address] = now
                     self._stallers.move_to_end(holder.address)
-                    if len(self._stallers) > _STALLERS_REMEMBERED:
+                    if len(self._stallers) > STALLERS_REMEMBERED:
                         self._stallers.popitem(last=False)
                     self.log.warning(
                         "closing a connection from %s: %d of its %d body bytes arrived in "
@@ -594,9 +399,9 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
     def _stalled_lately(self, address: str, now: float) -> bool:
         revoked = self._stallers.get(address)
-        return revoked is not None and now - revoked < _STALLER_PENALTY_SECONDS
+        return revoked is not None and now - revoked < STALLER_PENALTY_SECONDS
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: Conn) -> None:
         if conn in self._decode_queue:
             self._decode_queue.remove(conn)
         if conn.state in ("ready", "busy") and conn.cost:
@@ -608,7 +413,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             conn.pool.give_back(conn)
             self._admit()
 
-    def _close(self, conn: _Conn) -> None:
+    def _close(self, conn: Conn) -> None:
         self._unwatch(conn)
         self._release(conn)
         if conn in self._waiting:
@@ -629,72 +434,9 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         if self._small.waiting or self._large.waiting:
             self._admit()
 
-    # -- in a thread: only the app ---------------------------------------------------------
-
-    def handle(self, conn: _Conn) -> bool:
-        req = None
-        try:
-            # Blocking writes, bounded: a client that does not read its answer is dropped.
-            conn.sock.settimeout(self.limits.write_seconds)
-            req = next(conn.parser)
-            if not req:
-                return False
-            keepalive = self.handle_request(req, conn)
-            return bool(keepalive and not conn.close_after and conn.parser.finish_body())
-        except (http.errors.NoMoreData, StopIteration):
-            return False
-        except ssl.SSLError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
-                self.log.exception("Socket error processing request.")
-            return False
-        except Exception as exc:
-            self.handle_error(req, conn.sock, conn.client, exc)
-            return False
-
-    def handle_request(self, req: Any, conn: _Conn) -> bool:
-        environ: dict[str, Any] = {}
-        resp = None
-        try:
-            self.cfg.pre_request(self, req)
-            started = datetime.now()
-            out = _Coalesced(conn.sock)
-            resp, environ = wsgi.create(req, out, conn.client, conn.server, self.cfg)
-            environ["wsgi.multithread"] = True
-            self.nr += 1  # (max_requests is not used: no autorestart here)
-            # A request whose head arrived before the worker began to stop keeps its
-            # connection (one more request may still come, answered with close).
-            if not conn.keepalive or not self.cfg.keepalive or conn.close_after:
-                resp.force_close()
-            respiter = self.wsgi(environ, resp.start_response)
-            try:
-                for item in respiter:
-                    resp.write(item)
-                resp.close()
-                out.flush()
-            finally:
-                self.log.access(resp, req, environ, datetime.now() - started)
-                if hasattr(respiter, "close"):
-                    respiter.close()
-            return not resp.should_close()
-        except OSError:
-            raise
-        except (Exception, SystemExit):
-            if resp is not None and resp.headers_sent:
-                self.log.exception("Error handling request")
-                util.close_graceful(conn.sock)
-                raise StopIteration() from None
-            raise
-        finally:
-            try:
-                self.cfg.post_request(self, req, environ, resp)
-            except Exception:
-                self.log.exception("Exception in post_request hook")
-
     # -- back on the main thread -------------------------------------------------------------
 
-    def finish_request(self, conn: _Conn, fs: Any) -> None:
+    def finish_request(self, conn: Conn, fs: Any) -> None:
         self._release(conn)
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
@@ -756,27 +498,3 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
-
-
-def _decode_cost(buffer: bytearray, end: int) -> int:
-    """About how many bytes decoding the body (up to `end`) takes: bytes + values x 64."""
-    start = buffer.find(b"\r\n\r\n") + 4
-    values = sum(buffer.count(c, start, end) for c in (b",", b":", b"[", b"{"))
-    return (end - start) + values * _BYTES_PER_VALUE
-
-
-def _content_length(head: bytes) -> int | None:
-    """The Content-Length of a request head; None when chunked, absent on a body, or malformed."""
-    length: int | None = 0
-    seen = False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"transfer-encoding":
-            return None
-        if name == b"content-length":
-            text = value.strip()
-            if seen or not text.isdigit() or len(text) > 12:
-                return None
-            length, seen = int(text), True
-    return length
