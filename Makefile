@@ -67,10 +67,10 @@ test: $(STAMP) ## Everything: lint, tiers 1-4 on Kubernetes 1.34, then tier 3's 
 	$(MAKE) --no-print-directory test-k8s K8S=$(K8S_OLDEST) TESTS="$(OLDEST_TESTS)"
 
 .PHONY: test-fast
-test-fast: $(STAMP) ## Tiers 1, 2, 4 (no API server), few Hypothesis examples, no `slow` tests
+test-fast: $(STAMP) ## Tiers 1 and 2 (unit, server: under a minute), few Hypothesis examples, no `slow` tests
 	set -o pipefail; assets="$$(hack/test-assets | tail -n 1)" && \
 	  KUBEBUILDER_ASSETS="$$assets" $(BIN)/pytest -m "not e2e and not slow" \
-	    $(or $(TESTS),tests/unit tests/server tests/chart)
+	    $(or $(TESTS),tests/unit tests/server)
 
 .PHONY: test-k8s
 test-k8s: $(STAMP) ## pytest (TESTS=..., default all) against Kubernetes K8S=1.x.y, built if needed
