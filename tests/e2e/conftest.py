@@ -15,7 +15,7 @@ from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.errors import ControlPlaneError
 from kaptain_warden.testing.notebook import Notebook, sdk_environments
-from kaptain_warden.testing.stack import WardenStack, create_profile_namespace
+from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 
@@ -56,6 +56,15 @@ def profile(warden: WardenStack, kube_admin: k8s.ApiClient) -> str:
     name = f"team-{uuid.uuid4().hex[:8]}"
     create_profile_namespace(kube_admin, name)
     return name
+
+
+@pytest.fixture
+def notebook(
+    control_plane: ControlPlane, warden: WardenStack, profile: str
+) -> Iterator[k8s.ApiClient]:
+    """An API client as the profile's notebook (impersonated), the webhooks registered."""
+    with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:
+        yield api_client
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ were.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -25,21 +24,11 @@ import pytest
 from kubernetes import client as k8s
 
 from family_kit import assert_kept_as_written, decisions, later, path, post, sweep_at, write_status
-from kaptain_warden.testing.controlplane import ControlPlane
-from kaptain_warden.testing.stack import WardenStack, notebook_user
 from sweeper_kit import HOUR, now
 
 pytestmark = pytest.mark.e2e
 
 KATIB = "kubeflow.org/v1beta1"
-
-
-@pytest.fixture
-def notebook(
-    control_plane: ControlPlane, warden: WardenStack, profile: str
-) -> Iterator[k8s.ApiClient]:
-    with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:
-        yield api_client
 
 
 def trial(name: str, secret: str) -> dict[str, Any]:

@@ -55,12 +55,6 @@ def ray_crds(kube_admin: k8s.ApiClient) -> Iterator[list[str]]:
         yield names
 
 
-@pytest.fixture
-def notebook(control_plane: ControlPlane, profile: str) -> Iterator[k8s.ApiClient]:
-    with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:
-        yield api_client
-
-
 def pod_template(*, env: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "ray", "image": "rayproject/ray:2.46.0"}
     if env:

@@ -34,7 +34,6 @@ from kaptain_warden.kube.client import get_json
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import notebook_user
 from sweeper_kit import HOUR, now
 
@@ -48,12 +47,6 @@ TRAINER = "trainer.kubeflow.org/v1alpha1"
 def trainer_crds(kube_admin: k8s.ApiClient) -> Iterator[list[str]]:
     with family_crds(kube_admin, "github.com/kubeflow/trainer/v2") as names:
         yield names
-
-
-@pytest.fixture
-def notebook(control_plane: ControlPlane, profile: str) -> Iterator[k8s.ApiClient]:
-    with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:
-        yield api_client
 
 
 def trainjob(name: str, **spec: Any) -> dict[str, Any]:
