@@ -12,17 +12,14 @@ job 7 days after that condition's lastTransitionTime, not before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.timestamps import format_time
-from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import notebook_user
 from sweeper_kit import now, policy_for_tests, sweeper
 
@@ -39,12 +36,6 @@ JOBS = {
     "PaddleJob": ("paddlejobs", "paddleReplicaSpecs", ("Master", "Worker")),
     "JAXJob": ("jaxjobs", "jaxReplicaSpecs", ("Worker",)),
 }
-
-
-@pytest.fixture
-def notebook(control_plane: ControlPlane, profile: str) -> Iterator[k8s.ApiClient]:
-    with control_plane.impersonating_api_client(notebook_user(profile)) as api_client:
-        yield api_client
 
 
 def job_path(kind: str, namespace: str, name: str = "") -> str:
