@@ -67,4 +67,3 @@ class SyncResult:
     material: TlsMaterial
     changes: tuple[str, ...]
     published: bool
-    files_written: bool

@@ -158,8 +158,8 @@ class CertificateManager:
                 bundle_published=published,
             )
             if step is None:
-                written = self.write_files(material)
-                return SyncResult(material, tuple(changes), published, written)
+                self.write_files(material)
+                return SyncResult(material, tuple(changes), published)
             try:
                 self._store(secret, step.material)
             except ApiError as exc:

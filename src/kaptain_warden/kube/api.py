@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,7 @@ class KubeApi:
     def __init__(self, api_client: k8s.ApiClient, *, timeout: float = 30.0) -> None:
         self.api_client = api_client
         self.timeout = timeout
-        self._counts: Counter[str] = Counter()
+        self._sent = 0
         self._lock = threading.Lock()
 
     @property
@@ -50,7 +49,7 @@ class KubeApi:
         `timeout` (seconds) replaces this door's own for this request.
         """
         with self._lock:
-            self._counts[method] += 1
+            self._sent += 1
         return request_json(
             self.api_client,
             method,
@@ -73,16 +72,10 @@ class KubeApi:
         return self.request("GET", path, query=query, accept=accept)
 
     @property
-    def counts(self) -> dict[str, int]:
-        """Requests sent so far, by HTTP method."""
-        with self._lock:
-            return dict(self._counts)
-
-    @property
     def total(self) -> int:
         """Requests sent so far."""
         with self._lock:
-            return sum(self._counts.values())
+            return self._sent
 
 
 def patch_listed(
