@@ -13,10 +13,24 @@ from kaptain_warden import __version__
 # returns the exit code. Modules import their heavy dependencies inside `run`, so that
 # `kaptain-warden policy check` starts fast.
 COMMAND_MODULES = ("up", "serve", "policy", "webhook_config", "sweep", "certs", "user")
+#: The module that registers each subcommand. A command line that names one builds only that
+#: module's parsers: a one-shot `sweep` does not import and build the other eight.
+COMMANDS = {
+    "up": "up",
+    "serve": "serve",
+    "policy": "policy",
+    "webhook-config": "webhook_config",
+    "sweep": "sweep",
+    "sweeper": "sweep",
+    "certs": "certs",
+    "ls": "user",
+    "extend": "user",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered, or only the module that
+    registers `command` when it is one (its usage and errors are the same either way)."""
     parser = argparse.ArgumentParser(
         prog="kaptain-warden",
         description=(
@@ -26,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    names = (COMMANDS[command],) if command in COMMANDS else COMMAND_MODULES
+    for name in names:
         try:
             module = importlib.import_module(f"kaptain_warden.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -39,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
     code: int = args.run(args)
     return code
 
