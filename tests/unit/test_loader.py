@@ -8,7 +8,15 @@ import yaml
 
 from kaptain_warden.cli import main
 from kaptain_warden.policies.kinds import KNOWN_KINDS, known_kind
-from kaptain_warden.policies.loader import PolicyError, load_policy, load_policy_text, parse_policy
+from kaptain_warden.policies.loader import (
+    BUILT_IN_SOURCE,
+    DEFAULT_POLICY_NAME,
+    PolicyError,
+    built_in_document,
+    load_policy,
+    load_policy_text,
+    parse_policy,
+)
 
 MINIMAL = {
     "apiVersion": "warden.kaptain.io/v1alpha1",
@@ -60,6 +68,19 @@ def test_default_policy_loads_with_the_documented_rules():
     assert all(r.max_ttl == timedelta(days=30) for r in policy.rules)
     assert all(not r.allow_keep for r in policy.rules if r.id != "credentials-secrets")
     assert {"kube-system", "kaptain-warden"} <= policy.settings.all_excluded_namespaces
+
+
+def test_the_built_in_policy_passes_the_schema_check_it_skips_at_start_up():
+    # load_policy() builds the built-in policy unchecked (it is fixed at build time); this is
+    # the check, and the checked path must build the very same policy.
+    document = built_in_document()
+    assert document == yaml.safe_load(
+        (
+            Path(__file__).parents[2] / "src/kaptain_warden/policies" / DEFAULT_POLICY_NAME
+        ).read_text()
+    ), "libyaml and the pure-Python loader decode the built-in policy differently"
+    assert parse_policy(document, source=BUILT_IN_SOURCE) == load_policy()
+    assert load_policy().source == BUILT_IN_SOURCE
 
 
 def test_minimal_policy_gets_defaults():

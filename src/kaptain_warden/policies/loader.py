@@ -1,4 +1,10 @@
-"""Load policy files: YAML, checked against the JSON Schema, then built into the model."""
+"""Load policy files: YAML, checked against the JSON Schema, then built into the model.
+
+The built-in policy is fixed when the package is built: its schema check is a test
+(tests/unit/test_loader.py), not a cost every process pays at start-up, and libyaml parses it
+when PyYAML has it. A policy file is always checked, and parsed by the pure-Python loader,
+whose errors quote the offending line.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,8 @@ from datetime import timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from kaptain_warden.policies.durations import DurationError, format_duration, parse_duration
@@ -27,7 +32,13 @@ from kaptain_warden.policies.model import (
 )
 from kaptain_warden.policies.retention import RetentionSettings
 
+if TYPE_CHECKING:
+    import jsonschema
+
 DEFAULT_POLICY_NAME = "default-policy.yaml"
+BUILT_IN_SOURCE = f"<built-in {DEFAULT_POLICY_NAME}>"
+# libyaml's loader builds the same documents as the pure-Python SafeLoader, several times faster.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class PolicyError(ValueError):
@@ -41,6 +52,10 @@ class PolicyError(ValueError):
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    # Imported on first use: loading it costs more than checking a policy, and a process that
+    # runs on the built-in policy never checks one.
+    import jsonschema  # noqa: PLC0415
+
     schema = json.loads(resources.files(__package__).joinpath("schema.json").read_text())
     return jsonschema.Draft202012Validator(schema)
 
@@ -258,11 +273,16 @@ def load_policy_text(text: str, *, source: str = "<memory>") -> Policy:
     return parse_policy(document, source=source)
 
 
+def built_in_document() -> Any:
+    """The built-in policy, decoded."""
+    text = resources.files(__package__).joinpath(DEFAULT_POLICY_NAME).read_text()
+    return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader: no Python objects
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
     """Load a policy file, or the built-in default policy when `path` is None."""
     if path is None:
-        text = resources.files(__package__).joinpath(DEFAULT_POLICY_NAME).read_text()
-        return load_policy_text(text, source=f"<built-in {DEFAULT_POLICY_NAME}>")
+        return _Builder(built_in_document()).build(BUILT_IN_SOURCE)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
