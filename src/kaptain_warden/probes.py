@@ -76,6 +76,7 @@ class ProbeServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, close the socket, and join the serving thread."""
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join()

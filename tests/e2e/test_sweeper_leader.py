@@ -1,4 +1,5 @@
-"""Tier 3: two `kaptain-warden sweeper` processes, one leader; kill it and the other takes over."""
+"""Tier 3: two `kaptain-warden sweeper` processes, one leader; kill it and the other takes over
+once the Lease expires; stop it (SIGTERM) and it hands the Lease over at once, exiting 0."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 
 from kaptain_warden.install.rbac import sweeper_cluster_rules, sweeper_lease_rules
+from kaptain_warden.kube.api import KubeApi
+from kaptain_warden.kube.leases import Attempt, LeaseElection
 from polling import eventually
 from sweeper_kit import (
     HOUR,
@@ -165,12 +171,16 @@ def sweeper_identity(control_plane, kube_admin, namespace, tmp_path):
     rbac.delete_cluster_role(name)
 
 
-def holder(kube_admin, namespace) -> str | None:
+def read_lease(kube_admin, namespace) -> k8s.V1Lease | None:
     try:
-        lease = k8s.CoordinationV1Api(kube_admin).read_namespaced_lease(LEASE, namespace)
+        return k8s.CoordinationV1Api(kube_admin).read_namespaced_lease(LEASE, namespace)
     except k8s.ApiException:
         return None
-    return lease.spec.holder_identity
+
+
+def holder(kube_admin, namespace) -> str | None:
+    lease = read_lease(kube_admin, namespace)
+    return None if lease is None else lease.spec.holder_identity
 
 
 def test_one_leader_sweeps_and_another_takes_over_when_it_dies(
@@ -223,11 +233,140 @@ def test_one_leader_sweeps_and_another_takes_over_when_it_dies(
         eventually(lambda: follower.deleted() == {"second"}, "the new leader's deletion log line")
         assert follower.metric("kaptain_warden_sweeper_leader") == 1.0
 
-        # SIGTERM: the pass in progress completes, then the process exits cleanly.
+        # SIGTERM: the pass in progress completes, the Lease is released, the process exits 0.
         follower.process.send_signal(signal.SIGTERM)
-        assert follower.process.wait(timeout=15) == 0
+        assert follower.process.wait(timeout=15) == 0, follower.log_path.read_text()
         messages = [line["msg"] for line in log_lines(follower.log_path.read_text())]
         assert "sweeper stopped between passes" in messages
+        assert holder(kube_admin, namespace) == ""
     finally:
         for process in sweepers.values():
             process.stop()
+
+
+# A lease long enough that waiting it out cannot pass for a hand-over.
+LONG_LEASE = ("--lease-duration", "30", "--renew-deadline", "20", "--retry-period", "1")
+
+
+def test_sigterm_hands_the_lease_over_at_once_and_a_follower_just_leaves(
+    kube_admin, namespace, sweeper_identity, tmp_path
+):
+    policy = write_policy(tmp_path / "policy.yaml")
+
+    def replica(name: str) -> SweeperProcess:
+        return SweeperProcess(name, sweeper_identity, policy, namespace, tmp_path, *LONG_LEASE)
+
+    sweepers = {name: replica(name) for name in ("replica-a", "replica-b")}
+    try:
+        leader = sweepers[eventually(lambda: holder(kube_admin, namespace), "a leader")]
+        (follower,) = [s for s in sweepers.values() if s is not leader]
+        eventually(lambda: follower.metric("kaptain_warden_sweeper_leader") == 0.0, "a follower")
+
+        # A follower stops: exit 0, and the Lease is untouched.
+        before = read_lease(kube_admin, namespace)
+        assert before is not None
+        follower.process.send_signal(signal.SIGTERM)
+        assert follower.process.wait(timeout=15) == 0, follower.log_path.read_text()
+        after = read_lease(kube_admin, namespace)
+        assert after is not None
+        assert after.spec.holder_identity == leader.identity
+        assert after.spec.lease_transitions == before.spec.lease_transitions
+        assert not [
+            line
+            for line in log_lines(follower.log_path.read_text())
+            if line["msg"].startswith("released Lease")
+        ]
+
+        # The leader stops: it releases the Lease, and a waiting replica takes it at its next
+        # retry (1 s), not after the 30 s lease. 10 s leaves room for a loaded machine.
+        sweepers["replica-c"] = successor = replica("replica-c")
+        eventually(lambda: successor.metric("kaptain_warden_sweeper_leader") == 0.0, "replica-c")
+        stopped_at = time.monotonic()
+        leader.process.send_signal(signal.SIGTERM)
+        eventually(
+            lambda: holder(kube_admin, namespace) == successor.identity,
+            "replica-c to take the released Lease",
+            timeout=30,
+        )
+        handover = time.monotonic() - stopped_at
+        assert handover < 10, f"hand-over took {handover:.1f}s"
+        assert leader.process.wait(timeout=15) == 0, leader.log_path.read_text()
+        released = [line for line in log_lines(leader.log_path.read_text()) if line.get("lease")]
+        assert any(line["msg"].startswith("released Lease") for line in released)
+        taken = read_lease(kube_admin, namespace)
+        assert taken is not None
+        assert taken.spec.lease_transitions == after.spec.lease_transitions + 1
+        assert taken.spec.lease_duration_seconds == 30
+        eventually(lambda: successor.metric("kaptain_warden_sweeper_leader") == 1.0, "its metric")
+
+        # The last replica stops: nobody is left to take it, so the release shows.
+        successor.process.send_signal(signal.SIGTERM)
+        assert successor.process.wait(timeout=15) == 0, successor.log_path.read_text()
+        free = read_lease(kube_admin, namespace)
+        assert free is not None
+        assert free.spec.holder_identity == ""
+        assert free.spec.lease_duration_seconds == 1
+    finally:
+        for process in sweepers.values():
+            process.stop()
+
+
+@pytest.mark.parametrize("lease_exists", [False, True], ids=["created", "expired"])
+def test_electors_racing_for_one_lease_yield_exactly_one_leader(
+    kube_admin, namespace, lease_exists
+):
+    """Several electors read the Lease at once (absent, or expired) and all write: the API
+    server accepts exactly one write, the others get 409 Conflict and follow."""
+    api = KubeApi(kube_admin)
+    if lease_exists:
+        # Raw JSON: the client's models would rewrite the MicroTimes in a form the API refuses.
+        api.request(
+            "POST",
+            f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
+            body={
+                "metadata": {"name": LEASE},
+                "spec": {
+                    "holderIdentity": "gone",
+                    "leaseDurationSeconds": 15,
+                    "renewTime": "2020-01-01T00:00:00.000000Z",
+                    "acquireTime": "2020-01-01T00:00:00.000000Z",
+                    "leaseTransitions": 2,
+                },
+            },
+        )
+    electors = [
+        LeaseElection(
+            api,
+            namespace=namespace,
+            name=LEASE,
+            identity=f"elector-{i}",
+            lease_duration=15,
+            renew_deadline=10,
+            retry_period=2,
+            on_started=lambda: None,
+            on_stopped=lambda: None,
+        )
+        for i in range(6)
+    ]
+    # Everyone has read the Lease before anyone writes.
+    read_all = threading.Barrier(len(electors))
+    original = api.request
+
+    def request(method, path, **kwargs):
+        if method != "GET":
+            return original(method, path, **kwargs)
+        try:
+            return original(method, path, **kwargs)
+        finally:
+            read_all.wait(timeout=30)
+
+    api.request = request
+    with ThreadPoolExecutor(len(electors)) as pool:
+        attempts = list(pool.map(lambda e: e.try_acquire_or_renew(datetime.now(UTC)), electors))
+    assert attempts.count(Attempt.HELD) == 1, attempts
+    assert attempts.count(Attempt.TAKEN) == len(electors) - 1, attempts
+    winner = electors[attempts.index(Attempt.HELD)].identity
+    lease = read_lease(kube_admin, namespace)
+    assert lease is not None
+    assert lease.spec.holder_identity == winner
+    assert lease.spec.lease_transitions == (3 if lease_exists else 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -14,7 +13,6 @@ import pytest
 import urllib3
 
 from kaptain_warden.kube.errors import ApiError
-from kaptain_warden.kube.leases import RoutineElectionFilter
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.expiry import Decision
 from kaptain_warden.policies.kinds import known_kind
@@ -458,7 +456,7 @@ def test_metrics_and_healthz_are_served():
 # -- leader election -------------------------------------------------------------------------
 
 
-def test_lease_settings_are_checked_before_the_client_would_exit():
+def test_lease_settings_are_checked_with_messages_naming_the_options():
     LeaseSettings(
         namespace="ns", name="l", identity="me", lease_duration=4, renew_deadline=3, retry_period=1
     )
@@ -470,22 +468,6 @@ def test_lease_settings_are_checked_before_the_client_would_exit():
         values = {"lease_duration": 15, "renew_deadline": 10, "retry_period": 2} | bad
         with pytest.raises(ValueError, match=message):
             LeaseSettings(namespace="ns", name="l", identity="me", **values)
-
-
-@pytest.mark.parametrize(
-    ("message", "shown"),
-    [
-        ("replica-a is a follower", False),
-        ("yet to finish lease_duration, lease held by replica-b and has not expired", False),
-        ("leader replica-a has successfully acquired lease", False),
-        ("Failed to create lock as (404) Reason: Not Found", True),
-        ("Error retrieving resource lock l as Forbidden", True),
-        ("Leader has switched to replica-b", True),
-    ],
-)
-def test_the_clients_routine_election_lines_are_dropped_and_failures_kept(message, shown):
-    record = logging.LogRecord("leaderelection", logging.INFO, "", 0, message, None, None)
-    assert RoutineElectionFilter().filter(record) is shown
 
 
 # -- in-use holders ----------------------------------------------------------------------------

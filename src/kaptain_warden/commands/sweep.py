@@ -51,8 +51,9 @@ listed or some delete failed (the report shows what was done).
 SWEEPER_DESCRIPTION = """\
 Run sweep passes every --interval seconds until SIGTERM (which is honoured between passes).
 With leader election (the default) only the replica holding the Lease sweeps, and it checks
-that it still holds it before each batch of deletes. /metrics and /healthz are served on
---metrics-port.
+that it still holds it before each batch of deletes; on SIGTERM the leader releases the Lease,
+so another replica takes over within about --retry-period. /metrics and /healthz are served
+on --metrics-port.
 
 Every option with a value also reads KAPTAIN_WARDEN_<OPTION> from the environment.
 """
@@ -469,13 +470,20 @@ def _run_sweeper(args: argparse.Namespace) -> int:
             passed=heartbeat.passed,
         )
     finally:
+        # Every thread this process started ends here, before the interpreter finalizes: a
+        # daemon thread still writing to stderr then aborts the process (SIGABRT, not exit 0).
+        # The elector releases the Lease when it leads, so another replica sweeps at its next
+        # retry instead of after a whole lease duration.
+        if elector is not None and not elector.stop():
+            logger.warning(
+                "leader election did not stop in time; exiting without it",
+                extra={"lease": f"{lease.namespace}/{lease.name}" if lease else None},
+            )
+            # Its thread is stuck in a request to the API server: let it write nothing more.
+            logging.disable(logging.CRITICAL)
         if server is not None:
             server.stop()
         api_client.close()
-        # The leader-election thread is a daemon that lives until the interpreter ends: a line
-        # it logs while the interpreter finalizes can abort the process with SIGABRT (stderr's
-        # lock is held at shutdown), turning a clean stop into a crash. Nothing more is logged.
-        logging.disable(logging.CRITICAL)
     return 0
 
 

@@ -81,5 +81,5 @@ def error_status(exc: BaseException) -> int | None:
 
 def describe_error(exc: BaseException) -> str:
     """One line for a log or a report: an `ApiError`'s description; for anything else (what
-    the client's leader election raises, say) the same text `ApiError` would carry."""
+    the Kubernetes client raises outside an adapter, say) the same text `ApiError` would carry."""
     return str(ApiError.from_exception(exc))

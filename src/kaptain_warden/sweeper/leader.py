@@ -1,4 +1,5 @@
-"""One active sweeper: the client's leader election on a Lease, re-checked before deletes."""
+"""One active sweeper: leader election on a Lease (`kube.leases`), re-checked before deletes,
+stopped and handed over on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
-from kaptain_warden.kube.leases import JITTER, quiet_routine_election_lines, run_election
+from kaptain_warden.kube.leases import LeaseElection
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 
@@ -18,13 +19,20 @@ __all__ = ["LeaderElector", "LeaseSettings"]
 
 logger = logging.getLogger(__name__)
 
+#: client-go refuses renew_deadline <= 1.2 x retry_period (its jitter factor); the same limit
+#: here keeps every setting a mixed fleet accepts, and leaves room for more than one renewal
+#: attempt before the deadline.
+_RENEW_ATTEMPTS = 1.2
+
 
 @dataclass(frozen=True)
 class LeaseSettings:
     """The Lease the sweeper replicas compete for (coordination.k8s.io/v1).
 
-    Defaults are client-go's (15 s / 10 s / 2 s): a dead leader is replaced within about
-    `lease_duration` + `retry_period`. RBAC: get, create, update on `leases` in `namespace`.
+    Defaults are client-go's (15 s / 10 s / 2 s). A leader that stops on SIGTERM releases the
+    Lease and another replica takes it within about `retry_period`; a leader that dies without
+    stopping is replaced once its Lease expires, within about `lease_duration` +
+    `retry_period`. RBAC: get, create, update on `leases` in `namespace`.
     """
 
     namespace: str
@@ -35,22 +43,24 @@ class LeaseSettings:
     retry_period: int = 2
 
     def __post_init__(self) -> None:
-        # The client's Config calls sys.exit() on these; say what is wrong instead.
         if self.retry_period < 1:
             raise ValueError("--retry-period must be at least 1 second")
-        if self.renew_deadline <= JITTER * self.retry_period:
+        if self.renew_deadline <= _RENEW_ATTEMPTS * self.retry_period:
             raise ValueError("--renew-deadline must be more than 1.2 x --retry-period")
         if self.lease_duration <= self.renew_deadline:
             raise ValueError("--lease-duration must be more than --renew-deadline")
 
 
 class LeaderElector:
-    """Runs the client's `LeaderElection` on a daemon thread, forever.
+    """Runs the election (`kube.leases.LeaseElection`) on a thread until `stop()`.
 
-    `is_leader` follows the client's callbacks. They are not enough to act on: the client
-    does not stop the leading callback when renewal fails (kubernetes.leaderelection), and a
-    process paused longer than the lease may still believe it leads. So before each batch
-    of deletes `check()` reads the Lease itself.
+    `is_leader` follows the election's callbacks, which lag the Lease by up to a retry period,
+    and a process paused longer than the lease may still believe it leads. So before each
+    batch of deletes `check()` reads the Lease itself.
+
+    The thread is a daemon only so that a wedged API request can never keep the process
+    alive; `stop()` ends and joins it (the Lease released first when it leads), so nothing of
+    it is left running, or logging, while the interpreter finalizes.
     """
 
     def __init__(
@@ -64,18 +74,41 @@ class LeaderElector:
         self.settings = settings
         self._metrics = metrics
         self._leading = threading.Event()
+        self._stop = threading.Event()
+        self._election = LeaseElection(
+            api,
+            namespace=settings.namespace,
+            name=settings.name,
+            identity=settings.identity,
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            on_started=self._started,
+            on_stopped=self._stopped,
+        )
         self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
         if metrics is not None:
             metrics.leader.set(0)
 
     def start(self) -> LeaderElector:
         """Join the election in the background."""
-        quiet_routine_election_lines()
         self._thread.start()
         return self
 
+    def stop(self) -> bool:
+        """Leave the election, releasing the Lease when leading; whether the thread ended.
+
+        Returns within two API requests (the one in flight, then the release), each bounded
+        by the election's request timeout.
+        """
+        self._stop.set()
+        if not self._thread.is_alive():
+            return True
+        self._thread.join(2 * self._election.request_timeout + 1)
+        return not self._thread.is_alive()
+
     def is_leader(self) -> bool:
-        """What the client's callbacks last said."""
+        """What the election's callbacks last said."""
         return self._leading.is_set()
 
     def check(self) -> str | None:
@@ -110,28 +143,16 @@ class LeaderElector:
 
     def _run(self) -> None:
         s = self.settings
-        while True:
+        while not self._stop.is_set():
             try:
-                # Returns when this replica led and then failed to renew in time.
-                run_election(
-                    self._api,
-                    namespace=s.namespace,
-                    name=s.name,
-                    identity=s.identity,
-                    lease_duration=s.lease_duration,
-                    renew_deadline=s.renew_deadline,
-                    retry_period=s.retry_period,
-                    on_started=self._started,
-                    on_stopped=self._stopped,
-                )
-            except Exception as exc:  # e.g. the API server unreachable: stand down, rejoin
-                logger.warning(
-                    "leader election failed (%s); rejoining",
-                    describe_error(exc),
-                    extra={"lease": f"{s.namespace}/{s.name}"},
+                self._election.run(self._stop)
+            except Exception:  # a bug, not the API server (that is retried inside): rejoin
+                logger.exception(
+                    "leader election failed; rejoining",
+                    extra={"lease": f"{s.namespace}/{s.name}", "identity": s.identity},
                 )
                 self._stopped()
-                threading.Event().wait(s.retry_period)
+                self._stop.wait(s.retry_period)
 
     def _started(self) -> None:
         self._leading.set()
