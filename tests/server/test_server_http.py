@@ -166,6 +166,63 @@ def test_one_connection_serves_many_reviews(server):
         connection.close()
 
 
+def _raw_review(
+    host: str, uid: str, *, version: str = "HTTP/1.1", extra: str = ""
+) -> tuple[bytes, bytes]:
+    """(head, body) of a /validate review as the API server sends it (a query string too)."""
+    body = orjson.dumps(review(secret(), uid=uid))
+    head = (
+        f"POST /validate?timeout=10s {version}\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode()
+    return head, body
+
+
+def test_reviews_skip_gunicorns_parser_and_answer_the_same(server):
+    """A plain HTTP/1.1 review is answered by the worker itself (no gunicorn parser, environ or
+    response: its answer has no `Server: gunicorn`), with the same body, status and framing as
+    one that goes through gunicorn (HTTP/1.0 does); pipelined reviews are answered in order,
+    and `Connection: close` is honoured."""
+    context = ssl.create_default_context(cafile=server.ca_file)
+    host, port = server.url.removeprefix("https://").rsplit(":", 1)
+    answers = {}
+    for version in ("HTTP/1.1", "HTTP/1.0"):
+        with context.wrap_socket(
+            socket.create_connection((host, int(port)), timeout=10), server_hostname=host
+        ) as tls:
+            head, body = _raw_review(host, "same-uid", version=version)
+            tls.sendall(head + body)
+            answers[version] = read_response(tls, bytearray())
+    fast_status, fast_headers, fast_body = answers["HTTP/1.1"]
+    slow_status, slow_headers, slow_body = answers["HTTP/1.0"]
+    assert b"server: gunicorn" in slow_headers
+    assert b"server:" not in fast_headers
+    assert fast_status == slow_status.replace(b"HTTP/1.0", b"HTTP/1.1") == b"HTTP/1.1 200 OK"
+    assert fast_body == slow_body
+    answer = orjson.loads(fast_body)["response"]
+    assert answer["uid"] == "same-uid" and answer["allowed"] is True
+    for header in (b"content-type: application/json", f"content-length: {len(fast_body)}"):
+        assert (header if isinstance(header, bytes) else header.encode()) in fast_headers
+    assert b"connection: keep-alive" in fast_headers and b"date: " in fast_headers
+
+    with context.wrap_socket(
+        socket.create_connection((host, int(port)), timeout=10), server_hostname=host
+    ) as tls:
+        requests_ = [_raw_review(host, f"pipelined-{n}") for n in range(3)]
+        tls.sendall(b"".join(head + body for head, body in requests_))
+        buffered = bytearray()
+        for n in range(3):
+            status, headers, payload = read_response(tls, buffered)
+            assert status == b"HTTP/1.1 200 OK" and b"connection: keep-alive" in headers
+            assert orjson.loads(payload)["response"]["uid"] == f"pipelined-{n}"
+        head, body = _raw_review(host, "last", extra="Connection: close\r\n")
+        tls.sendall(head + body)
+        status, headers, payload = read_response(tls, buffered)
+        assert b"connection: close" in headers
+        assert orjson.loads(payload)["response"]["uid"] == "last"
+        assert tls.recv(1) == b""  # closed after the answer
+
+
 # --- start-up and shutdown ----------------------------------------------------------------
 
 

@@ -3,16 +3,20 @@ one go."""
 
 from __future__ import annotations
 
+import email.utils
 import errno
+import functools
 import ssl
+import time
 from collections.abc import Callable
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn import http, util
 from gunicorn.http import wsgi
 
-from kaptain_warden.webhook.connections import Conn, ConnectionLimits
+from kaptain_warden.webhook.connections import Conn, ConnectionLimits, Review
 
 # An answer up to this size goes out in one write, head and body together (see Coalesced).
 COALESCE_BYTES = 256 * 1024
@@ -48,6 +52,27 @@ class Coalesced:
         return getattr(self._sock, name)
 
 
+_FAILED = b'{"error":"internal error"}'
+
+
+@functools.lru_cache(maxsize=2)
+def _date(second: int) -> bytes:
+    return email.utils.formatdate(second, usegmt=True).encode("latin-1")
+
+
+def _answer(status: int, body: bytes, *, keepalive: bool) -> bytes:
+    """A JSON answer, head and body, as gunicorn writes one (without its Server header)."""
+    return b"HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\n%s%d\r\n\r\n%s" % (
+        status,
+        HTTPStatus(status).phrase.encode("latin-1"),
+        _date(int(time.time())),
+        b"keep-alive" if keepalive else b"close",
+        b"Content-Type: application/json\r\nContent-Length: ",
+        len(body),
+        body,
+    )
+
+
 class Answering:
     """What a worker thread does with a connection: only the app (the selector loop read the
     request). Mixed into `DeadlineWorker`, which provides the attributes below."""
@@ -60,6 +85,8 @@ class Answering:
     handle_error: Callable[..., None]
 
     def handle(self, conn: Conn) -> bool:
+        if conn.review is not None:
+            return self._answer_review(conn, conn.review)
         req = None
         try:
             # Blocking writes, bounded: a client that does not read its answer is dropped.
@@ -79,6 +106,30 @@ class Answering:
             return False
         except Exception as exc:
             self.handle_error(req, conn.sock, conn.client, exc)
+            return False
+
+    def _answer_review(self, conn: Conn, review: Review) -> bool:
+        """Answer a review the loop read whole and `connections.review_head` found plain:
+        the app's route, then head and body in one write; whether to keep the connection."""
+        conn.review = None
+        keepalive = review.keepalive and conn.keepalive and bool(self.cfg.keepalive)
+        try:
+            conn.sock.settimeout(self.limits.write_seconds)
+            self.nr += 1
+            try:
+                answer = review.route(review.body, review.content_type)
+            except Exception:
+                # The routes answer every body (refusals included); this is a bug.
+                self.log.exception("Error handling request")
+                conn.sock.sendall(_answer(500, _FAILED, keepalive=False))
+                return False
+            conn.sock.sendall(_answer(answer.status, answer.body, keepalive=keepalive))
+            return keepalive
+        except ssl.SSLError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
+                self.log.exception("Socket error processing request.")
             return False
 
     def handle_request(self, req: Any, conn: Conn) -> bool:

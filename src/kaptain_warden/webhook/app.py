@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -359,15 +360,33 @@ def _discard_body(stream: Any, limit: int) -> None:
         remaining -= len(chunk)
 
 
+def _constant_review(_body: bytes, _content_type: str | None) -> Answer:
+    """The bench ceiling: the body is read (by the server) but nothing is decided."""
+    return Answer(200, _CONSTANT_REVIEW)
+
+
 def _json(answer: Answer) -> Response:
     return Response(answer.body, status=answer.status, mimetype=JSON)
 
 
-_FAST_PATHS: dict[str, Endpoint] = {"/mutate": "mutate", "/validate": "validate"}
+# Where create_app keeps its review routes (see `review_routes`).
+_ROUTES = "kaptain_warden.review_routes"
+
+ReviewRoute = Callable[[bytes, "str | None"], Answer]
+"""A review's answer from its body and Content-Type alone."""
+
+
+def review_routes(app: object) -> Mapping[str, ReviewRoute]:
+    """The paths `app` answers from a POST's body alone (/mutate, /validate, and the bench
+    ceiling when enabled), for a server that reads requests itself (`worker.DeadlineWorker`
+    answers these without WSGI); empty for any other app."""
+    extensions = getattr(app, "extensions", None)
+    routes = extensions.get(_ROUTES) if isinstance(extensions, dict) else None
+    return routes if isinstance(routes, dict) else {}
 
 
 def _reviews_first(
-    flask_app: WSGIApplication, handler: AdmissionHandler, settings: WebhookSettings
+    flask_app: WSGIApplication, routes: Mapping[str, ReviewRoute], max_body_bytes: int
 ) -> WSGIApplication:
     """Reviews straight to the handler, everything else through Flask.
 
@@ -377,24 +396,18 @@ def _reviews_first(
     method, a chunked body, a missing or oversized Content-Length) goes to Flask, which
     refuses it as before. The worker has read the whole body before the app runs.
     """
-    constant = settings.enable_bench_endpoint
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        endpoint = _FAST_PATHS.get(path)
+        route = routes.get(environ.get("PATH_INFO", ""))
         length = environ.get("CONTENT_LENGTH") or ""
         if (
-            (endpoint is not None or (constant and path == "/_bench/constant"))
+            route is not None
             and environ.get("REQUEST_METHOD") == "POST"
             and "HTTP_TRANSFER_ENCODING" not in environ
             and length.isdigit()
-            and int(length) <= settings.max_body_bytes
+            and int(length) <= max_body_bytes
         ):
-            body = environ["wsgi.input"].read(int(length))
-            if endpoint is None:
-                answer = Answer(200, _CONSTANT_REVIEW)
-            else:
-                answer = handler.review(endpoint, body, environ.get("CONTENT_TYPE"))
+            answer = route(environ["wsgi.input"].read(int(length)), environ.get("CONTENT_TYPE"))
             start_response(
                 f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, '')}",
                 [("Content-Type", JSON), ("Content-Length", str(len(answer.body)))],
@@ -477,7 +490,14 @@ def create_app(
             request.get_data(cache=False)
             return Response(_CONSTANT_REVIEW, mimetype=JSON)
 
-    app.wsgi_app = _reviews_first(app.wsgi_app, handler, settings)  # type: ignore[method-assign,assignment]
+    routes: dict[str, ReviewRoute] = {
+        "/mutate": partial(handler.review, "mutate"),
+        "/validate": partial(handler.review, "validate"),
+    }
+    if settings.enable_bench_endpoint:
+        routes["/_bench/constant"] = _constant_review
+    app.extensions[_ROUTES] = routes
+    app.wsgi_app = _reviews_first(app.wsgi_app, routes, settings.max_body_bytes)  # type: ignore[method-assign,assignment]
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

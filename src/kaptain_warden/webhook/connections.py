@@ -3,12 +3,14 @@ head and body say before the app sees them (the body's length, what decoding it 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.workers.gthread import TConn
 
 if TYPE_CHECKING:
+    from kaptain_warden.webhook.app import ReviewRoute
     from kaptain_warden.webhook.body_pool import BodyPool
 
 # The request line and headers of an AdmissionReview POST are a few hundred bytes; gunicorn's
@@ -55,6 +57,64 @@ class Conn(TConn):  # type: ignore[misc]
         self.keepalive = True  # the head arrived before the worker began to stop
         self.events = 0  # what the selector watches for (0: not registered)
         self.address = client[0] if isinstance(client, tuple) and client else str(client)
+        # A review answered without gunicorn's parser (see `answering.Answering.handle`).
+        self.review: Review | None = None
+
+
+@dataclass(frozen=True)
+class Review:
+    """A complete review request, read by the loop, for a thread to answer."""
+
+    route: ReviewRoute
+    body: bytes
+    content_type: str | None
+    keepalive: bool
+
+
+# A header name as HTTP defines it (a token); a head with any other goes to gunicorn's parser.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class ReviewHead:
+    """What the head of a plain review POST says: the path, the media type, keep-alive."""
+
+    path: str
+    content_type: str | None
+    keepalive: bool
+
+
+def review_head(head: bytes) -> ReviewHead | None:
+    """The head (up to, without, its blank line) of an `HTTP/1.1` `POST` with one
+    Content-Length and no Transfer-Encoding, Expect or Upgrade, whose every header line is a
+    token, a colon and a value; None for anything else (gunicorn's parser and the app answer
+    that, as for every other request). The body's framing is `content_length`'s either way."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
+        return None
+    path = parts[1].partition(b"?")[0]  # the API server adds ?timeout=10s
+    content_type: str | None = None
+    keepalive = True
+    lengths = 0
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            return None
+        name = name.lower()
+        if name == b"content-length":
+            lengths += 1
+        elif name == b"content-type":
+            if content_type is not None:
+                return None
+            content_type = value.strip(b" \t").decode("latin-1")
+        elif name == b"connection":
+            keepalive = b"close" not in {t.strip(b" \t").lower() for t in value.split(b",")}
+        elif name in (b"transfer-encoding", b"expect", b"upgrade"):
+            return None
+    if lengths != 1:
+        return None
+    return ReviewHead(path.decode("latin-1"), content_type, keepalive)
 
 
 def decode_cost(buffer: bytearray, end: int) -> int:

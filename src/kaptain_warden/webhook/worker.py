@@ -32,6 +32,7 @@ import os
 import selectors
 import ssl
 import time
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -40,6 +41,7 @@ from gunicorn import sock as gsock
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from kaptain_warden.webhook.answering import Answering
+from kaptain_warden.webhook.app import ReviewRoute, review_routes
 from kaptain_warden.webhook.body_pool import (
     SMALL_BODIES_IN_FLIGHT,
     SMALL_BODY_BYTES,
@@ -51,8 +53,10 @@ from kaptain_warden.webhook.connections import (
     MAX_HEAD_BYTES,
     Conn,
     ConnectionLimits,
+    Review,
     content_length,
     decode_cost,
+    review_head,
 )
 from kaptain_warden.webhook.process import die_with_parent, return_large_blocks
 
@@ -97,6 +101,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         self._context_key: tuple[int, ...] = ()
         self._next_sweep = 0.0
         self._next_notify = 0.0
+        self._routes: Mapping[str, ReviewRoute] = {}  # set in run(), once the app is loaded
 
     def init_process(self) -> None:
         die_with_parent(self.ppid)
@@ -323,9 +328,23 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             conn.buffer = bytearray()
         else:
             del conn.buffer[: conn.needed]
-        conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
+        conn.review = self._review(conn, *pieces)
+        if conn.review is None:
+            conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
         conn.state = "busy"
         self.enqueue_req(conn)
+
+    def _review(self, conn: Conn, head: bytes, body: bytes) -> Review | None:
+        """A review the app answers from its body alone (`app.review_routes`), to be answered
+        without gunicorn's parser, WSGI environ and response (they cost about half as much as
+        deciding the review); None for any other request."""
+        if conn.close_after or len(body) > self.limits.max_body_bytes:
+            return None
+        found = review_head(head[:-4])
+        route = self._routes.get(found.path) if found is not None else None
+        if found is None or route is None:
+            return None
+        return Review(route, body, found.content_type, found.keepalive)
 
     def _watch(self, conn: Conn, events: int) -> None:
         callback = partial(self._on_event, conn)
@@ -464,6 +483,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> None:
+        self._routes = review_routes(self.wsgi)
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
