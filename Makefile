@@ -84,6 +84,7 @@ bench: $(STAMP) ## Run every benchmark (rounds, ranges; about 30 min), then rege
 	nice -n 10 $(BIN)/python bench/slow_clients.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" nice -n 10 $(BIN)/python bench/e2e_admission.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" nice -n 10 $(BIN)/python bench/sweep.py
+	nice -n 10 $(BIN)/python bench/startup.py
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" nice -n 10 $(BIN)/python bench/sweep.py --objects 10000
 	KUBEBUILDER_ASSETS="$$(hack/test-assets | tail -n 1)" nice -n 10 $(BIN)/python bench/outage.py
 	$(MAKE) --no-print-directory figures
