@@ -256,11 +256,19 @@ def test_sigterm_hands_the_lease_over_at_once_and_a_follower_just_leaves(
     def replica(name: str) -> SweeperProcess:
         return SweeperProcess(name, sweeper_identity, policy, namespace, tmp_path, *LONG_LEASE)
 
+    def following(replica: SweeperProcess, leader: SweeperProcess) -> bool:
+        """Whether `replica` has read the Lease and found `leader` holding it."""
+        return any(
+            line.get("holder") == leader.identity and line["msg"].endswith("; following")
+            for line in log_lines(replica.log_path.read_text())
+        )
+
     sweepers = {name: replica(name) for name in ("replica-a", "replica-b")}
     try:
         leader = sweepers[eventually(lambda: holder(kube_admin, namespace), "a leader")]
         (follower,) = [s for s in sweepers.values() if s is not leader]
-        eventually(lambda: follower.metric("kaptain_warden_sweeper_leader") == 0.0, "a follower")
+        eventually(lambda: following(follower, leader), "the other replica to follow")
+        assert follower.metric("kaptain_warden_sweeper_leader") == 0.0
 
         # A follower stops: exit 0, and the Lease is untouched.
         before = read_lease(kube_admin, namespace)
@@ -280,7 +288,7 @@ def test_sigterm_hands_the_lease_over_at_once_and_a_follower_just_leaves(
         # The leader stops: it releases the Lease, and a waiting replica takes it at its next
         # retry (1 s), not after the 30 s lease. 10 s leaves room for a loaded machine.
         sweepers["replica-c"] = successor = replica("replica-c")
-        eventually(lambda: successor.metric("kaptain_warden_sweeper_leader") == 0.0, "replica-c")
+        eventually(lambda: following(successor, leader), "replica-c to follow")
         stopped_at = time.monotonic()
         leader.process.send_signal(signal.SIGTERM)
         eventually(

@@ -5,6 +5,7 @@ against a real API server."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,7 @@ class OneLeaseApi:
         self.version = 0
         self.down = False
         self.writes: list[dict[str, Any]] = []
+        self.reads = 0
         self.lock = threading.Lock()
 
     def request(self, method: str, path: str, *, body: Any = None, timeout: float = 0) -> Any:
@@ -118,6 +120,7 @@ class OneLeaseApi:
             if self.down:
                 raise ApiError("ConnectionRefusedError: [Errno 111] Connection refused")
             if method == "GET":
+                self.reads += 1
                 if self.lease is None:
                     raise ApiError.from_answer(404, "Not Found", None)
                 return orjson.loads(orjson.dumps(self.lease))
@@ -215,17 +218,21 @@ def test_the_leader_stands_down_after_the_renew_deadline_and_releases_on_stop():
     assert api.lease["spec"]["leaseDurationSeconds"] == 1
 
 
-def test_a_follower_stops_without_writing():
+def test_a_follower_says_once_who_leads_and_stops_without_writing(caplog):
     api = OneLeaseApi()
-    other: list[str] = []
-    election(api, other, "other").try_acquire_or_renew(datetime.now(UTC))
+    election(api, [], "other").try_acquire_or_renew(datetime.now(UTC))
     writes = len(api.writes)
     events: list[str] = []
     stop = threading.Event()
     thread = threading.Thread(target=election(api, events).run, args=(stop,))
-    thread.start()
-    stop.set()
-    thread.join(5)
+    with caplog.at_level(logging.INFO, logger="kaptain_warden.kube.leases"):
+        thread.start()
+        wait_for(lambda: api.reads >= 3)  # it has read the Lease, held by "other", 3 times
+        stop.set()
+        thread.join(5)
     assert not thread.is_alive()
     assert events == []
     assert len(api.writes) == writes
+    assert [r.getMessage() for r in caplog.records] == [
+        "Lease ns/sweeper is held by other; following"
+    ]

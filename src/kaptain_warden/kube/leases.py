@@ -142,6 +142,7 @@ class LeaseElection:
         self.request_timeout = min(api.timeout, float(renew_deadline))
         # The Lease as our last successful write left it (its resourceVersion guards release).
         self._written: dict[str, Any] | None = None
+        self._holder: str | None = None  # the holder last seen or written, for the log
 
     @property
     def lease(self) -> str:
@@ -202,6 +203,7 @@ class LeaseElection:
             return self._write("POST", self._path(), body, "cannot create")
         spec = current.get("spec") or {}
         if not may_take(spec, self.identity, now):
+            self._saw_holder(str(spec.get("holderIdentity")))
             return Attempt.TAKEN
         # The read metadata (its resourceVersion) makes the write conditional on no change.
         update = {**current, "spec": claimed(spec, self.identity, self.lease_duration, now)}
@@ -214,7 +216,19 @@ class LeaseElection:
             if exc.status == 409:  # another replica wrote first: it won this round
                 return Attempt.TAKEN
             return self._failed(failure, exc)
+        self._holder = self.identity
         return Attempt.HELD
+
+    def _saw_holder(self, holder: str) -> None:
+        """Say who leads, once per change of holder (not every retry period)."""
+        if holder != self._holder:
+            self._holder = holder
+            logger.info(
+                "Lease %s is held by %s; following",
+                self.lease,
+                holder,
+                extra={"lease": self.lease, "identity": self.identity, "holder": holder},
+            )
 
     def _failed(self, what: str, exc: ApiError) -> Attempt:
         logger.warning(
