@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 DEFAULT_PREFIX = "warden.kaptain.io"
 
@@ -37,51 +38,55 @@ NOTEBOOK_KIND = "Notebook"
 
 @dataclass(frozen=True)
 class MetadataKeys:
-    """The warden's keys under one prefix (default `warden.kaptain.io`)."""
+    """The warden's keys under one prefix (default `warden.kaptain.io`).
+
+    Each key is built once per instance (`cached_property`): a review reads them dozens of
+    times, and building the tuples of keys each time cost about a fifth of deciding one.
+    """
 
     prefix: str = DEFAULT_PREFIX
 
-    @property
+    @cached_property
     def managed(self) -> str:
         """Label `managed: "true"`: the only objects the sweeper ever deletes."""
         return f"{self.prefix}/managed"
 
-    @property
+    @cached_property
     def owner(self) -> str:
         """Label (label-safe form) and annotation (exact identity) naming the owner."""
         return f"{self.prefix}/owner"
 
-    @property
+    @cached_property
     def rule(self) -> str:
         """Label: id of the policy rule that matched at creation."""
         return f"{self.prefix}/rule"
 
-    @property
+    @cached_property
     def created_at(self) -> str:
         """Annotation: RFC 3339 UTC time of stamping, set once."""
         return f"{self.prefix}/created-at"
 
-    @property
+    @cached_property
     def ttl(self) -> str:
         """Annotation: time to live from creation, a duration."""
         return f"{self.prefix}/ttl"
 
-    @property
+    @cached_property
     def expires_at(self) -> str:
         """Annotation: RFC 3339 UTC time after which the sweeper deletes the object."""
         return f"{self.prefix}/expires-at"
 
-    @property
+    @cached_property
     def ttl_after_finished(self) -> str:
         """Annotation: time to live counted from completion, a duration."""
         return f"{self.prefix}/ttl-after-finished"
 
-    @property
+    @cached_property
     def keep(self) -> str:
         """Annotation `keep: "true"`: opt-out, honoured only where the rule allows it."""
         return f"{self.prefix}/keep"
 
-    @property
+    @cached_property
     def backfilled_at(self) -> str:
         """Annotation: RFC 3339 UTC time at which the sweeper's backfill stamped an object the
         webhook missed (an outage, or made before the install); its TTL counts from then.
@@ -90,7 +95,7 @@ class MetadataKeys:
         """
         return f"{self.prefix}/backfilled-at"
 
-    @property
+    @cached_property
     def warned_at(self) -> str:
         """Annotation: RFC 3339 UTC time the sweeper warned the owner of the coming expiry.
 
@@ -99,44 +104,44 @@ class MetadataKeys:
         """
         return f"{self.prefix}/warned-at"
 
-    @property
+    @cached_property
     def created_by_pod(self) -> str:
         """Annotation: name of the Pod whose bound token created the object (provenance)."""
         return f"{self.prefix}/created-by-pod"
 
-    @property
+    @cached_property
     def created_by_pod_uid(self) -> str:
         """Annotation: uid of that Pod; `expireWhenCreatorGone` watches for it to be gone."""
         return f"{self.prefix}/created-by-pod-uid"
 
-    @property
+    @cached_property
     def notebook(self) -> str:
         """Annotation (exact name) and label (label-safe form): the Kubeflow Notebook whose
         Pod created the object."""
         return f"{self.prefix}/notebook"
 
-    @property
+    @cached_property
     def profile_owner(self) -> str:
         """Annotation: `spec.owner.name` of the namespace's Kubeflow Profile (the person)."""
         return f"{self.prefix}/profile-owner"
 
-    @property
+    @cached_property
     def creator_gone_at(self) -> str:
         """Annotation: RFC 3339 UTC time the sweeper first saw the creator Pod gone; written
         once, by the sweeper only (a privileged identity)."""
         return f"{self.prefix}/creator-gone-at"
 
-    @property
+    @cached_property
     def provenance_annotations(self) -> tuple[str, ...]:
         """The annotations that say where an object came from, computed on CREATE."""
         return (self.created_by_pod, self.created_by_pod_uid, self.notebook, self.profile_owner)
 
-    @property
+    @cached_property
     def labels(self) -> tuple[str, ...]:
         """Every label key the warden writes."""
         return (self.managed, self.owner, self.rule, self.notebook)
 
-    @property
+    @cached_property
     def annotations(self) -> tuple[str, ...]:
         """Every annotation key the warden writes or honours."""
         return (
@@ -152,7 +157,7 @@ class MetadataKeys:
             self.creator_gone_at,
         )
 
-    @property
+    @cached_property
     def system_annotations(self) -> tuple[str, ...]:
         """The annotations the warden computes and nobody else may set: decided on CREATE
         (by the webhook) or by backfill, carried over unchanged on UPDATE. Every label in
@@ -167,12 +172,12 @@ class MetadataKeys:
             self.creator_gone_at,
         )
 
-    @property
+    @cached_property
     def user_annotations(self) -> tuple[str, ...]:
         """Annotations a person may set (within the rule's limits) and later change."""
         return (self.ttl, self.ttl_after_finished, self.keep)
 
-    @property
+    @cached_property
     def managed_selector(self) -> str:
         """The label selector the sweeper lists with."""
         return f"{self.managed}=true"
