@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from warden_server import GRACEFUL_TIMEOUT, Server
 
-from factories import review, secret
+from factories import review, revision, secret
 
 JSON = {"Content-Type": "application/json"}
 LIMIT = 1024 * 1024  # the shared server's --max-body-bytes
@@ -221,6 +221,68 @@ def test_reviews_skip_gunicorns_parser_and_answer_the_same(server):
         assert b"connection: close" in headers
         assert orjson.loads(payload)["response"]["uid"] == "last"
         assert tls.recv(1) == b""  # closed after the answer
+
+
+def test_a_review_that_asks_the_cluster_nothing_needs_no_thread(make_server, tmp_path):
+    """One worker, one thread, and a cluster that never answers: a review whose parent must be
+    looked up holds the only thread for its lookup budget (1 s), yet a plain review sent after
+    it is answered first, by the worker's loop itself; then the first is answered too."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        orjson.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "silent",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{silent.getsockname()[1]}",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "silent", "user": "u"}}],
+                "current-context": "c",
+            }
+        ).decode()
+    )
+    own = make_server("--workers", "1", "--threads", "1", "--kubeconfig", str(kubeconfig))
+    context = ssl.create_default_context(cafile=own.ca_file)
+    host, port = own.url.removeprefix("https://").rsplit(":", 1)
+
+    def send(document: dict[str, object]) -> ssl.SSLSocket:
+        tls = context.wrap_socket(
+            socket.create_connection((host, int(port)), timeout=10), server_hostname=host
+        )
+        body = orjson.dumps(document)
+        tls.sendall(
+            f"POST /mutate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        return tls
+
+    try:
+        with send(review(revision(), uid="waits")) as waiting:
+            with send(review(secret(), uid="plain")) as plain:
+                _, _, answer = read_response(plain, bytearray())
+                assert orjson.loads(answer)["response"]["uid"] == "plain"
+                waiting.setblocking(False)
+                with pytest.raises(ssl.SSLWantReadError):
+                    waiting.recv(1)  # still deciding: its lookup has not given up yet
+                waiting.setblocking(True)
+            _, _, answer = read_response(waiting, bytearray())
+            assert orjson.loads(answer)["response"]["uid"] == "waits"
+    finally:
+        silent.close()
+    lines = own.logs_until(lambda entry: entry.get("uid") == "waits" and "verdict" in entry)
+    (line,) = [entry for entry in lines if entry.get("uid") == "waits" and "verdict" in entry]
+    assert line["verdict"] == "patched"
+    (failed,) = [entry for entry in lines if entry["msg"].startswith("parent lookup failed")]
+    assert failed["uid"] == "waits"
 
 
 # --- start-up and shutdown ----------------------------------------------------------------

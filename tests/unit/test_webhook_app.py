@@ -237,6 +237,39 @@ def test_parents_are_not_looked_up_when_they_cannot_matter(doc):
     assert parents.calls == []
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param(review(secret()), id="no-parent-reference"),
+        pytest.param(review(config_map() | {"metadata": revision()["metadata"]}), id="ungoverned"),
+        pytest.param(review(revision(), operation="UPDATE", old=revision()), id="update"),
+        pytest.param(review(revision(namespace="kube-system")), id="excluded-namespace"),
+    ],
+)
+def test_review_now_answers_what_needs_no_lookup_as_review_does(doc):
+    parents = RecordingParents(owner=NOTEBOOK)
+    handler = make_app(parents=parents).extensions["kaptain_warden"]
+    body = orjson.dumps(doc)
+    for endpoint in ("mutate", "validate"):
+        now = handler.review_now(endpoint, body, JSON)
+        later = handler.review(endpoint, body, JSON)
+        assert now is not None and now.status == later.status == 200
+        assert orjson.loads(now.body)["response"]["uid"] == doc["request"]["uid"]
+    assert parents.calls == []
+
+
+def test_review_now_leaves_a_review_that_would_look_up_to_review(caplog):
+    parents = RecordingParents(owner=NOTEBOOK)
+    handler = make_app(parents=parents).extensions["kaptain_warden"]
+    body = orjson.dumps(review(revision(), user=KNATIVE, groups=()))
+    caplog.set_level(logging.INFO)
+    for endpoint in ("mutate", "validate"):
+        assert handler.review_now(endpoint, body, JSON) is None
+    assert parents.calls == [] and caplog.records == []  # nothing decided, logged or counted
+    assert handler.review("mutate", body, JSON).status == 200
+    assert parents.calls == [("team-a", revision()["metadata"]["name"])]
+
+
 def test_a_failing_parent_lookup_never_blocks_admission(caplog):
     parents = RecordingParents(error=TimeoutError("API server too slow"))
     app = make_app(parents=parents)

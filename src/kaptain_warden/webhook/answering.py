@@ -60,7 +60,7 @@ def _date(second: int) -> bytes:
     return email.utils.formatdate(second, usegmt=True).encode("latin-1")
 
 
-def _answer(status: int, body: bytes, *, keepalive: bool) -> bytes:
+def answer_bytes(status: int, body: bytes, *, keepalive: bool) -> bytes:
     """A JSON answer, head and body, as gunicorn writes one (without its Server header)."""
     return b"HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\n%s%d\r\n\r\n%s" % (
         status,
@@ -85,6 +85,8 @@ class Answering:
     handle_error: Callable[..., None]
 
     def handle(self, conn: Conn) -> bool:
+        if conn.unsent is not None:
+            return self._send_rest(conn, *conn.unsent)
         if conn.review is not None:
             return self._answer_review(conn, conn.review)
         req = None
@@ -108,6 +110,16 @@ class Answering:
             self.handle_error(req, conn.sock, conn.client, exc)
             return False
 
+    def _send_rest(self, conn: Conn, data: bytes, keepalive: bool) -> bool:
+        """Write what the loop could not send of an answer at once (`_answer_now`)."""
+        conn.unsent = None
+        try:
+            conn.sock.settimeout(self.limits.write_seconds)
+            conn.sock.sendall(data)
+            return keepalive
+        except OSError:  # ssl.SSLError included: a client that does not read is dropped
+            return False
+
     def _answer_review(self, conn: Conn, review: Review) -> bool:
         """Answer a review the loop read whole and `connections.review_head` found plain:
         the app's route, then head and body in one write; whether to keep the connection."""
@@ -117,13 +129,14 @@ class Answering:
             conn.sock.settimeout(self.limits.write_seconds)
             self.nr += 1
             try:
-                answer = review.route(review.body, review.content_type)
+                answer = review.route(review.body, review.content_type, True)
+                assert answer is not None  # a route that may wait always answers
             except Exception:
                 # The routes answer every body (refusals included); this is a bug.
                 self.log.exception("Error handling request")
-                conn.sock.sendall(_answer(500, _FAILED, keepalive=False))
+                conn.sock.sendall(answer_bytes(500, _FAILED, keepalive=False))
                 return False
-            conn.sock.sendall(_answer(answer.status, answer.body, keepalive=keepalive))
+            conn.sock.sendall(answer_bytes(answer.status, answer.body, keepalive=keepalive))
             return keepalive
         except ssl.SSLError:
             return False

@@ -97,6 +97,21 @@ class AdmissionHandler:
 
     def review(self, endpoint: Endpoint, body: bytes, content_type: str | None) -> Answer:
         """Answer one request to `endpoint`: an AdmissionReview, or a 4xx when it is unusable."""
+        answer = self._review(endpoint, body, content_type, may_wait=True)
+        assert answer is not None  # only a review that may not wait is left unanswered
+        return answer
+
+    def review_now(
+        self, endpoint: Endpoint, body: bytes, content_type: str | None
+    ) -> Answer | None:
+        """As `review`, or None (nothing logged or counted) when deciding would wait on a
+        lookup in the cluster: the caller cannot wait (the worker's loop, see
+        `worker.DeadlineWorker._answer_now`) and asks `review` from a thread instead."""
+        return self._review(endpoint, body, content_type, may_wait=False)
+
+    def _review(
+        self, endpoint: Endpoint, body: bytes, content_type: str | None, *, may_wait: bool
+    ) -> Answer | None:
         start = time.perf_counter()
         try:
             envelope = read_envelope(
@@ -108,6 +123,8 @@ class AdmissionHandler:
         decoded: AdmissionRequest | None = None
         try:
             decoded = admission_request(envelope)
+            if not may_wait and self._would_look_up(decoded):
+                return None
             outcome = self._decide(endpoint, decoded)
             encoded = responses.encode(outcome.review)
         except BadReview as exc:
@@ -200,6 +217,18 @@ class AdmissionHandler:
             and isinstance(req.obj, Mapping)
             and not is_excluded_namespace(self.policy, req.namespace)
             and governs_kind(self.policy, req.api_version, req.kind)
+        )
+
+    def _would_look_up(self, req: AdmissionRequest) -> bool:
+        """Whether deciding `req` asks the cluster something (the conditions under which
+        `_inherited_owner`, `_provenance` and `_namespace_labels` look up)."""
+        if not self._governed_create(req):
+            return False
+        assert req.obj is not None  # checked by _governed_create
+        return (
+            (self._parents is not None and bool(parent_refs(req.obj)))
+            or (req.pod is not None and self._provenance_lookup is not None)
+            or self._namespaces is not None
         )
 
     def _inherited_owner(
@@ -360,7 +389,19 @@ def _discard_body(stream: Any, limit: int) -> None:
         remaining -= len(chunk)
 
 
-def _constant_review(_body: bytes, _content_type: str | None) -> Answer:
+def _route(
+    handler: AdmissionHandler,
+    endpoint: Endpoint,
+    body: bytes,
+    content_type: str | None,
+    may_wait: bool,
+) -> Answer | None:
+    if may_wait:
+        return handler.review(endpoint, body, content_type)
+    return handler.review_now(endpoint, body, content_type)
+
+
+def _constant_review(_body: bytes, _content_type: str | None, _may_wait: bool) -> Answer:
     """The bench ceiling: the body is read (by the server) but nothing is decided."""
     return Answer(200, _CONSTANT_REVIEW)
 
@@ -372,8 +413,9 @@ def _json(answer: Answer) -> Response:
 # Where create_app keeps its review routes (see `review_routes`).
 _ROUTES = "kaptain_warden.review_routes"
 
-ReviewRoute = Callable[[bytes, "str | None"], Answer]
-"""A review's answer from its body and Content-Type alone."""
+ReviewRoute = Callable[[bytes, "str | None", bool], "Answer | None"]
+"""A review's answer from its body and Content-Type alone; with False (may not wait), None
+when deciding it would wait on a lookup in the cluster."""
 
 
 def review_routes(app: object) -> Mapping[str, ReviewRoute]:
@@ -407,7 +449,10 @@ def _reviews_first(
             and length.isdigit()
             and int(length) <= max_body_bytes
         ):
-            answer = route(environ["wsgi.input"].read(int(length)), environ.get("CONTENT_TYPE"))
+            answer = route(
+                environ["wsgi.input"].read(int(length)), environ.get("CONTENT_TYPE"), True
+            )
+            assert answer is not None  # a route that may wait always answers
             start_response(
                 f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, '')}",
                 [("Content-Type", JSON), ("Content-Length", str(len(answer.body)))],
@@ -491,8 +536,8 @@ def create_app(
             return Response(_CONSTANT_REVIEW, mimetype=JSON)
 
     routes: dict[str, ReviewRoute] = {
-        "/mutate": partial(handler.review, "mutate"),
-        "/validate": partial(handler.review, "validate"),
+        "/mutate": partial(_route, handler, "mutate"),
+        "/validate": partial(_route, handler, "validate"),
     }
     if settings.enable_bench_endpoint:
         routes["/_bench/constant"] = _constant_review

@@ -59,6 +59,9 @@ class Conn(TConn):  # type: ignore[misc]
         self.address = client[0] if isinstance(client, tuple) and client else str(client)
         # A review answered without gunicorn's parser (see `answering.Answering.handle`).
         self.review: Review | None = None
+        # What the loop could not write of an answer at once, and whether to keep the
+        # connection after it (a thread writes it).
+        self.unsent: tuple[bytes, bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from gunicorn import http, util
 from gunicorn import sock as gsock
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
-from kaptain_warden.webhook.answering import Answering
+from kaptain_warden.webhook.answering import Answering, answer_bytes
 from kaptain_warden.webhook.app import ReviewRoute, review_routes
 from kaptain_warden.webhook.body_pool import (
     SMALL_BODIES_IN_FLIGHT,
@@ -63,6 +63,10 @@ from kaptain_warden.webhook.process import die_with_parent, return_large_blocks
 __all__ = ["ConnectionLimits", "DeadlineWorker"]
 
 _READ_CHUNK = 64 * 1024
+# A review whose body is at most this large (an ordinary one: a few KiB) and that asks the
+# cluster nothing is answered by the loop itself (`_answer_now`): deciding it takes well
+# under a millisecond.
+ANSWER_NOW_BYTES = 64 * 1024
 # A request whose body decodes to at most this much (an ordinary review: tens to hundreds of
 # KiB) is decided at once; a costlier one waits until the requests being decided in its worker
 # add up, with it, to --decode-bytes-per-request (one always goes).
@@ -102,6 +106,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         self._next_sweep = 0.0
         self._next_notify = 0.0
         self._routes: Mapping[str, ReviewRoute] = {}  # set in run(), once the app is loaded
+        self._look_again: list[Conn] = []  # answered by the loop, maybe with more to read
 
     def init_process(self) -> None:
         die_with_parent(self.ppid)
@@ -332,7 +337,45 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         if conn.review is None:
             conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
         conn.state = "busy"
+        if (
+            conn.review is not None
+            and len(conn.review.body) <= ANSWER_NOW_BYTES
+            and not conn.cost  # a costly decode is a thread's (and ends in `_next_decodes`)
+            and self._answer_now(conn, conn.review)
+        ):
+            return
         self.enqueue_req(conn)
+
+    def _answer_now(self, conn: Conn, review: Review) -> bool:
+        """Answer a small review here, on the loop's thread, when deciding it asks the cluster
+        nothing: the hand-off to a thread and back costs two thread wake-ups per review, each
+        waiting for a core on a busy node. False: a thread answers it (it may wait on a
+        lookup, or deciding failed). The loop never blocks on the client: what the socket does
+        not take at once, a thread writes under the write deadline."""
+        try:
+            answer = review.route(review.body, review.content_type, False)
+        except Exception:
+            return False  # the thread's answer says what failed
+        if answer is None:
+            return False
+        conn.review = None
+        self.nr += 1
+        keepalive = review.keepalive and conn.keepalive and bool(self.cfg.keepalive)
+        data = answer_bytes(answer.status, answer.body, keepalive=keepalive)
+        try:
+            sent = conn.sock.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0  # OpenSSL wants the same bytes again: the thread sends them all
+        except OSError:
+            self._close(conn)
+            return True
+        if sent < len(data):
+            conn.unsent = (data[sent:], keepalive)
+            self.enqueue_req(conn)
+            return True
+        self._release(conn)
+        self._after_answer(conn, keepalive, look_now=False)
+        return True
 
     def _review(self, conn: Conn, head: bytes, body: bytes) -> Review | None:
         """A review the app answers from its body alone (`app.review_routes`), to be answered
@@ -461,6 +504,12 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:
             keep = False
+        self._after_answer(conn, keep, look_now=True)
+
+    def _after_answer(self, conn: Conn, keep: bool, *, look_now: bool) -> None:
+        """Close `conn`, or keep it idle for its next request; bytes of that request may be
+        read already (in the buffer, or held by TLS): look at once, or (`look_now` False, when
+        the request was answered inside the loop's own `_advance`) on the loop's next turn."""
         if conn.state == "closed":
             return
         if not keep:
@@ -477,10 +526,21 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         linger = self.limits.keepalive_seconds if self.alive else STOP_KEEPALIVE_LINGER
         conn.deadline = time.monotonic() + min(self.limits.keepalive_seconds, linger)
         self._waiting.add(conn)
-        # TLS may hold bytes of the next request already read from the socket: look now.
-        self._advance(conn)
+        # TLS may hold bytes of the next request already read from the socket: look.
+        if look_now:
+            self._advance(conn)
+        else:
+            self._look_again.append(conn)
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def _turn(self) -> None:
+        """Dispatch the selector's events, and look at the connections answered last turn."""
+        self.wait_for_and_dispatch_events(timeout=0 if self._look_again else _TICK_SECONDS)
+        again, self._look_again = self._look_again, []
+        for conn in again:
+            if conn.state == "idle":
+                self._advance(conn)
 
     def run(self) -> None:
         self._routes = review_routes(self.wsgi)
@@ -493,7 +553,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             can_accept = self.nr_conns < self.worker_connections
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
-            self.wait_for_and_dispatch_events(timeout=_TICK_SECONDS)
+            self._turn()
             if not self.is_parent_alive():
                 # No arbiter to hand over to: leave at once, so a restart can bind.
                 self._expire(force=True)
@@ -508,7 +568,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         graceful = time.monotonic() + self.cfg.graceful_timeout
         while self.nr_conns > 0 and time.monotonic() < graceful:
             self.notify()
-            self.wait_for_and_dispatch_events(timeout=_TICK_SECONDS)
+            self._turn()
             if not self.is_parent_alive():
                 break
             self._expire()
