@@ -98,13 +98,13 @@ class LeaderElector:
     def stop(self) -> bool:
         """Leave the election, releasing the Lease when leading; whether the thread ended.
 
-        Returns within two API requests (the one in flight, then the release), each bounded
-        by the election's request timeout.
+        Returns within three API requests (the read and the write of the attempt in flight,
+        then the release), each bounded by the election's request timeout.
         """
         self._stop.set()
         if not self._thread.is_alive():
             return True
-        self._thread.join(2 * self._election.request_timeout + 1)
+        self._thread.join(3 * self._election.request_timeout + 1)
         return not self._thread.is_alive()
 
     def is_leader(self) -> bool:
