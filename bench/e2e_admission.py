@@ -280,7 +280,7 @@ def main() -> None:
         title="Secret CREATE through kube-apiserver, with and without the warden's webhooks",
         arms=ARMS,
         setup={
-            "pairs per round": args.pairs,
+            "creates per arm and round": args.pairs,
             "server": "kaptain-warden serve, 2 workers x 4 threads, TLS, JSON logs at INFO",
             "webhooks": "mutating + validating, failurePolicy Fail",
             "trivial webhooks": "the same two registrations pointed at an HTTPS server in the "
