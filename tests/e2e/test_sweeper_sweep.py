@@ -113,9 +113,10 @@ def test_across_namespaces_holders_and_revision_parents_are_read_once_per_kind(
         assert reasons["used-by-sa"].startswith("kept: in use by ServiceAccount/deployer")
         assert reasons["cfg-00001"] == "protected: named in an InferenceService status"
         assert reasons["cfg-00005"].startswith("protected: latest ready revision")
-    # Read across the cluster, once per kind and purpose (Configurations and InferenceServices
-    # hold Secrets in their templates, and retention reads their status): no per-namespace
-    # list of a holder, no GET of one Configuration or InferenceService.
+    # Read across the cluster, once per kind and purpose: retention reads the Configurations'
+    # and InferenceServices' status; as Secret holders (their templates) they are read by
+    # their own governed list, once per namespace swept, not again. No per-namespace list of
+    # another holder, no GET of one Configuration or InferenceService.
     assert {
         across: paths.count(across)
         for across in (
@@ -127,9 +128,16 @@ def test_across_namespaces_holders_and_revision_parents_are_read_once_per_kind(
     } == {
         "/api/v1/pods": 1,
         "/api/v1/serviceaccounts": 1,
-        "/apis/serving.knative.dev/v1/configurations": 2,
-        "/apis/serving.kserve.io/v1beta1/inferenceservices": 2,
+        "/apis/serving.knative.dev/v1/configurations": 1,
+        "/apis/serving.kserve.io/v1beta1/inferenceservices": 1,
     }
+    for n in three_namespaces:
+        for governed in (
+            f"/apis/serving.knative.dev/v1/namespaces/{n}/configurations",
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{n}/inferenceservices",
+            f"/apis/batch/v1/namespaces/{n}/jobs",
+        ):
+            assert paths.count(governed) == 1, governed
     holders = ("/pods", "/serviceaccounts")
     assert not [p for p in paths if p.endswith(holders) and "/namespaces/" in p]
     assert not [p for p in paths if "/configurations/" in p or "/inferenceservices/" in p]

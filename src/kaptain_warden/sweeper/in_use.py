@@ -13,7 +13,7 @@ from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_ea
 from kaptain_warden.policies.kinds import HOLDER_KINDS, KnownKind
 from kaptain_warden.policies.secret_refs import secret_references, volume_secret_references
 
-__all__ = ["CLUSTER_WIDE_FROM", "SecretHolders", "find_secret_holders"]
+__all__ = ["CLUSTER_WIDE_FROM", "ListedHolders", "SecretHolders", "find_secret_holders"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,40 @@ class SecretHolders:
         return self.holders.get(namespace, {}).get(secret, [])
 
 
+@dataclass
+class ListedHolders:
+    """Holders already read in this pass, whole, by the list of a governed kind that also
+    holds Secrets (Jobs, training jobs, Experiments, ...): that kind is not listed again.
+
+    `namespaces` are the ones indexed (those with a Secret due); `kinds` are the
+    (apiVersion, kind) pairs read completely; `index` is namespace -> Secret -> holders.
+    """
+
+    namespaces: frozenset[str]
+    kinds: set[tuple[str, str]] = field(default_factory=set)
+    index: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def references(
+        self, holder: KnownKind, obj: dict[str, Any]
+    ) -> tuple[str, str, frozenset[str]] | None:
+        """(namespace, `Kind/name`, Secrets) of a listed object in an indexed namespace that
+        references Secrets, else None (what `add` takes once its list is complete)."""
+        namespace = obj["metadata"].get("namespace", "")
+        if namespace not in self.namespaces:
+            return None
+        secrets = secret_references(obj, holder)
+        if not secrets:
+            return None
+        return (namespace, f"{holder.kind}/{obj['metadata'].get('name', '')}", secrets)
+
+    def add(self, holder: KnownKind, references: Iterable[tuple[str, str, frozenset[str]]]) -> None:
+        """Record `holder`'s kind as read whole, with the references its list found."""
+        self.kinds.add((holder.api_version, holder.kind))
+        for namespace, name, secrets in references:
+            for secret in sorted(secrets):
+                self.index.setdefault(namespace, {}).setdefault(secret, []).append(name)
+
+
 #: From this many namespaces with a Secret due on, each holder kind is listed once across the
 #: cluster (streamed, page by page, indexing only those namespaces) instead of once per
 #: namespace: 16 kinds x N namespaces requests become 16 x pages. Revision retention reads
@@ -45,6 +79,7 @@ def find_secret_holders(
     page_size: int = 500,
     volumes_optional: bool = False,
     excluded_namespaces: Collection[str] = (),
+    listed: ListedHolders | None = None,
 ) -> SecretHolders:
     """List each namespace's pods, pod templates and ServiceAccounts, and index their Secrets.
 
@@ -58,12 +93,20 @@ def find_secret_holders(
     PersistentVolumes are listed once, cluster-wide; when they cannot be, every namespace is
     unreadable, unless `volumes_optional` (a dry run by an identity that may not list them,
     such as a notebook user's `ls`) and the API server said 403: then they are left out.
+    Kinds in `listed` (read whole by this pass already, for every namespace wanted here) are
+    not listed again: their references are taken from it.
     """
     result = SecretHolders()
     wanted = sorted(set(namespaces))
     if not wanted:
         return result
     index: dict[str, dict[str, list[str]]] = {namespace: {} for namespace in wanted}
+    done: set[tuple[str, str]] = set()
+    if listed is not None and listed.namespaces.issuperset(wanted):
+        done = listed.kinds
+        for namespace in wanted:
+            for secret, names in listed.index.get(namespace, {}).items():
+                index[namespace].setdefault(secret, []).extend(names)
     for holder in (h for h in HOLDER_KINDS if h.cluster_scoped):
         try:
             _index_volumes(api, holder, page_size, index)
@@ -83,6 +126,8 @@ def find_secret_holders(
             return result
     across = len(wanted) >= CLUSTER_WIDE_FROM
     for holder in (h for h in HOLDER_KINDS if not h.cluster_scoped):
+        if (holder.api_version, holder.kind) in done:
+            continue
         if across and _index_across(api, holder, page_size, excluded_namespaces, index):
             continue
         for namespace in wanted:

@@ -16,14 +16,14 @@ from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.expiry import Decision, Protection, creator_to_check, decide
-from kaptain_warden.policies.kinds import KnownKind
+from kaptain_warden.policies.kinds import KnownKind, registered_kind
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import RevisionVerdict
 from kaptain_warden.policies.secret_refs import holders_reason
 from kaptain_warden.policies.timestamps import parse_time
 from kaptain_warden.sweeper.creators import LivePods, find_live_pods, record_creator_gone
 from kaptain_warden.sweeper.deleter import Deleter, DeletionSummary, run_deletions
-from kaptain_warden.sweeper.in_use import find_secret_holders
+from kaptain_warden.sweeper.in_use import ListedHolders, find_secret_holders
 from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.report import ReportEntry
 from kaptain_warden.sweeper.revisions import RevisionPlan, plan_revisions
@@ -133,7 +133,11 @@ class Sweeper:
         creators = _Creators(self.api, page_size=self.settings.page_size)
         items: list[SweepItem] = []
         revisions: list[tuple[KnownKind, dict[str, Any]]] = []
-        for kind in self.policy.kinds:
+        listed: ListedHolders | None = None
+        # Kinds kept while referenced (Secrets) first: the namespaces where one is due are
+        # then known, and a governed kind that also holds Secrets (Jobs, training jobs, ...)
+        # is read once, whole, for both its decisions and the in-use check.
+        for kind in sorted(self.policy.kinds, key=lambda k: not k.kept_while_referenced):
             if kind.retention:
                 # Retention counts a Configuration's revisions together: they wait for the plan.
                 revisions += ((kind, obj) for obj in self._list(kind, report, lambda o: o))
@@ -142,6 +146,22 @@ class Sweeper:
             def decided(obj: dict[str, Any], kind: KnownKind = kind) -> SweepItem:
                 return self._item(kind, obj, now, seen, creators)
 
+            if listed is None and not kind.kept_while_referenced:
+                listed = ListedHolders(
+                    frozenset(
+                        i.entry.namespace for i in items if i.due and i.kind.kept_while_referenced
+                    )
+                )
+            holder = registered_kind(kind.api_version, kind.kind)
+            if (
+                listed is not None
+                and listed.namespaces
+                and holder is not None
+                and holder.holds_secrets
+                and not holder.cluster_scoped
+            ):
+                items += self._list_holder(kind, holder, report, listed, decided)
+                continue
             items += self._list(kind, report, decided)
         if revisions:
             plan = plan_revisions(
@@ -152,7 +172,7 @@ class Sweeper:
             )
             del revisions
         report.errors += creators.live.unreadable.values()
-        self._protect_secrets_in_use(items, report)
+        self._protect_secrets_in_use(items, report, listed)
 
         report.entries += (item.entry for item in items)
         report.entries.sort(key=lambda e: (e.namespace, e.api_version, e.kind, e.name))
@@ -243,23 +263,62 @@ class Sweeper:
             created_after=since,
         )
 
+    def _list_holder(
+        self,
+        kind: KnownKind,
+        holder: KnownKind,
+        report: CycleReport,
+        listed: ListedHolders,
+        decided: Callable[[dict[str, Any]], SweepItem],
+    ) -> list[SweepItem]:
+        """List a governed kind that also holds Secrets once, whole and unselected (any of
+        its objects may hold a Secret): the managed ones are decided, the references of
+        all of them in `listed`'s namespaces are indexed for the in-use check."""
+        managed = self.policy.keys.managed
+
+        def handle(
+            obj: dict[str, Any],
+        ) -> tuple[SweepItem | None, tuple[str, str, frozenset[str]] | None] | None:
+            references = listed.references(holder, obj)
+            labels = obj["metadata"].get("labels")
+            item = (
+                decided(obj) if isinstance(labels, dict) and labels.get(managed) == "true" else None
+            )
+            return None if item is None and references is None else (item, references)
+
+        errors = len(report.errors)
+        found = self._list(kind, report, handle, holder=holder)
+        if len(report.errors) == errors:  # read whole (or not served: it holds nothing)
+            listed.add(holder, (r for _, r in found if r is not None))
+        return [item for item, _ in found if item is not None]
+
     def _list(
-        self, kind: KnownKind, report: CycleReport, handle: Callable[[dict[str, Any]], T]
+        self,
+        kind: KnownKind,
+        report: CycleReport,
+        handle: Callable[[dict[str, Any]], T | None],
+        *,
+        holder: KnownKind | None = None,
     ) -> list[T]:
         """`handle` each listed object of `kind` as its page arrives; [] when it cannot be
-        listed (reported) or is not served."""
+        listed (reported) or is not served. With `holder`, every object of the kind is read
+        whole (no label selector), with the fields its Secret references live in."""
         name = f"{kind.resource}.{kind.group}" if kind.group else kind.resource
+        keep = {"status"} if kind.needs_status else set()
+        if holder is not None:
+            keep |= set(holder.read_fields)
         request = ListRequest(
             api_version=kind.api_version,
             kind=kind.kind,
             resource=kind.resource,
-            label_selector=self.policy.keys.managed_selector,
+            label_selector="" if holder is not None else self.policy.keys.managed_selector,
             namespaces=self.settings.namespaces,
             excluded_namespaces=self.policy.settings.all_excluded_namespaces,
-            # Only kinds whose completion matters are read whole; everything else (Secrets
-            # above all: their data never enters the sweeper) is listed as metadata.
-            metadata_only=not kind.needs_status,
-            keep=("status",) if kind.needs_status else (),
+            # Only kinds whose completion matters (or whose Secret references are read) are
+            # read whole; everything else (Secrets above all: their data never enters the
+            # sweeper) is listed as metadata.
+            metadata_only=not keep,
+            keep=tuple(sorted(keep)),
             page_size=self.settings.page_size,
         )
         try:
@@ -353,8 +412,11 @@ class Sweeper:
             kept = Decision("keep", f"kept: could not decide ({type(exc).__name__}: {exc})")
             return SweepItem.of(kind, obj, kept, policy=self.policy, now=now)
 
-    def _protect_secrets_in_use(self, items: Sequence[SweepItem], report: CycleReport) -> None:
-        """Keep due Secrets a live workload in their namespace still references."""
+    def _protect_secrets_in_use(
+        self, items: Sequence[SweepItem], report: CycleReport, listed: ListedHolders | None
+    ) -> None:
+        """Keep due Secrets a live workload in their namespace still references (the holder
+        kinds `listed` already read are not listed again)."""
         due = [i for i in items if i.due and i.kind.kept_while_referenced]
         if not due:
             return
@@ -364,6 +426,7 @@ class Sweeper:
             page_size=self.settings.page_size,
             volumes_optional=self.settings.dry_run,
             excluded_namespaces=self.policy.settings.all_excluded_namespaces,
+            listed=listed,
         )
         report.errors += holders.unreadable.values()
         for item in due:
