@@ -94,3 +94,20 @@ def test_figures_state_the_machine_ranges_and_kinds(tmp_path: Path) -> None:
     )
     assert figures.replace_between(text, "figures", "new\n").count("new\n") == 1
     assert "old" not in figures.replace_between(text, "figures", "new\n")
+
+
+def test_a_result_run_by_hand_keeps_its_own_date_and_not_the_headers(tmp_path: Path) -> None:
+    """The 100,000-object sweep is run by hand, before `make bench`: its result stays in the
+    Figures, labelled with its own date and load, and the header names the `make bench` run."""
+    for name, started, setup in (
+        ("sweep-100000", "2026-01-01T10:00:00+00:00", {"run": "by hand, not by make bench"}),
+        ("sweep", "2026-01-02T12:00:00+00:00", {}),
+    ):
+        bench = Rounds(name, title="t", arms=("a",), rounds=1, setup=setup)
+        bench.declare("wall", "s")
+        bench.record(0, "a", {"wall": 1.0})
+        result = bench.result() | {"started": started}
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    summary = figures.render_summary(figures.load(tmp_path), "")
+    assert summary.startswith("From one `make bench` (2026-01-02 12:00 UTC on)")
+    assert "| `sweep-100000` (by hand, 2026-01-01 10:00 UTC, load " in summary
