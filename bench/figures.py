@@ -119,9 +119,11 @@ def render_summary(results: list[dict[str, Any]], note: str) -> str:
     for result in results:
         name = f"`{result['benchmark']}`"
         if by_hand(result):
+            load = result["load"]
+            seen = [load["before"][0], *load["during_max"], load["after"][0]]
             name += (
-                f" (by hand, {result['started'][:16].replace('T', ' ')} UTC, load "
-                f"{result['load']['before'][0]}{DASH}{max(result['load']['during_max'] or [0])})"
+                f" (by hand, {result['started'][:16].replace('T', ' ')} UTC, load average "
+                f"{min(seen)}{DASH}{max(seen)})"
             )
         for figure in summary_rows(result):
             lines.append(f"| {name} | {label(figure)} | {span(figure)} | {figure['kind']} |")

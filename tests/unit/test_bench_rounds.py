@@ -110,4 +110,4 @@ def test_a_result_run_by_hand_keeps_its_own_date_and_not_the_headers(tmp_path: P
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     summary = figures.render_summary(figures.load(tmp_path), "")
     assert summary.startswith("From one `make bench` (2026-01-02 12:00 UTC on)")
-    assert "| `sweep-100000` (by hand, 2026-01-01 10:00 UTC, load " in summary
+    assert "| `sweep-100000` (by hand, 2026-01-01 10:00 UTC, load average " in summary
