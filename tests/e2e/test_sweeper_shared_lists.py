@@ -81,9 +81,7 @@ def test_a_governed_holder_kind_is_listed_once_and_still_protects(kube_admin, na
         assert exists(kube_admin, namespace, obj) is not None  # a dry run
 
 
-def test_without_a_due_secret_governed_kinds_are_listed_by_label_as_metadata(
-    kube_admin, namespace
-):
+def test_without_a_due_secret_governed_kinds_are_listed_by_label_as_metadata(kube_admin, namespace):
     t = now()
     create(kube_admin, namespace, body("v1", "Secret", "fresh", expires=t + HOUR))
     create(kube_admin, namespace, body("batch/v1", "Job", "train", expires=t - HOUR))
