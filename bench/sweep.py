@@ -326,6 +326,7 @@ for _ in sys.stdin:
         "seen": len(report.entries),
         "complete": report.complete,
     }), flush=True)
+    del report  # as in the sweeper's loop: a pass's report is not kept through the next pass
 """
 
 
