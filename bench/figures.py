@@ -100,6 +100,37 @@ def label(figure: Mapping[str, Any]) -> str:
     return f"{figure['arm']}: {figure['name']}" if figure["arm"] else figure["name"]
 
 
+# What issue-level targets the figures are held to: (benchmark, figure, arm, at most, what).
+# The table says, from the stored results, whether every round met it, only some, or none.
+TARGETS: tuple[tuple[str, str, str | None, float, str], ...] = (
+    ("sweep", "wall", "dry-run", 1.0, "`sweep --dry-run` over 1,000 objects, whole process"),
+    ("sweep", "wall", "delete", 8.0, "`sweep` deleting 1,000 expired Secrets, whole process"),
+    ("sweep-100000", "wall", "pass", 30.0, "one dry-run pass over 100,000 objects"),
+    ("sweep-100000", "peak RSS", "pass", 300.0, "that pass's peak memory"),
+    ("e2e_admission", "added median", None, 2.0, "added per create at the median (two webhooks)"),
+    ("slow_clients", "p99: attacked / quiet", None, 2.0, "honest reviews' p99 under attack"),
+)
+
+
+def render_targets(results: list[dict[str, Any]]) -> list[str]:
+    """The TARGETS table: each target, the measured range, and whether the rounds met it."""
+    found = {(r["benchmark"], f["name"], f["arm"]): f for r in results for f in r["figures"]}
+    lines = ["| target | at most | measured | met |", "|---|---|---|---|"]
+    for benchmark, name, arm, limit, what in TARGETS:
+        figure = found.get((benchmark, name, arm))
+        if figure is None:
+            continue
+        if figure["max"] <= limit:
+            met = "yes, every round"
+        elif figure["min"] <= limit:
+            met = "in some rounds only"
+        else:
+            met = "**no**"
+        unit = TIMES if figure["unit"] == "x" else f" {figure['unit']}"
+        lines.append(f"| {what} | {number(limit)}{unit} | {span(figure)} | {met} |")
+    return lines if len(lines) > 2 else []
+
+
 def render_summary(results: list[dict[str, Any]], note: str) -> str:
     if not results:
         return "No benchmark results yet: run `make bench`.\n"
@@ -108,7 +139,7 @@ def render_summary(results: list[dict[str, Any]], note: str) -> str:
     ran = [r for r in results if not by_hand(r)] or results
     first = min(ran, key=lambda r: r["started"])
     lines = [
-        f"From one `make bench` ({first['started'][:16].replace('T', ' ')} UTC on): "
+        f"From one `make bench` (started {first['started'][:16].replace('T', ' ')} UTC) on "
         f"{machine_line(first)}.{(' ' + note) if note else ''} Ranges are min{DASH}max over the "
         f"rounds (A and B alternated in each). **Ratios** carry across machines; **absolute** "
         "figures (ms, reviews/s) hold for this machine and its load only.",
@@ -127,6 +158,9 @@ def render_summary(results: list[dict[str, Any]], note: str) -> str:
             )
         for figure in summary_rows(result):
             lines.append(f"| {name} | {label(figure)} | {span(figure)} | {figure['kind']} |")
+    targets = render_targets(results)
+    if targets:
+        lines += ["", "Held to the targets the project set itself:", "", *targets]
     return "\n".join(lines) + "\n"
 
 

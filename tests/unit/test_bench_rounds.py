@@ -109,5 +109,33 @@ def test_a_result_run_by_hand_keeps_its_own_date_and_not_the_headers(tmp_path: P
         result = bench.result() | {"started": started}
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     summary = figures.render_summary(figures.load(tmp_path), "")
-    assert summary.startswith("From one `make bench` (2026-01-02 12:00 UTC on)")
+    assert summary.startswith("From one `make bench` (started 2026-01-02 12:00 UTC) on ")
     assert "| `sweep-100000` (by hand, 2026-01-01 10:00 UTC, load average " in summary
+
+
+def test_the_targets_table_says_from_the_rounds_whether_each_target_was_met(
+    tmp_path: Path,
+) -> None:
+    bench = Rounds("sweep", title="t", arms=("dry-run", "delete"), rounds=2)
+    bench.declare("wall", "s")
+    for n, (dry, delete) in enumerate([(0.9, 7.0), (1.2, 9.0)]):
+        bench.record(n, "dry-run", {"wall": dry})
+        bench.record(n, "delete", {"wall": delete})
+    (tmp_path / "sweep.json").write_text(json.dumps(bench.result()))
+    lines = figures.render_targets(figures.load(tmp_path))
+    dry = next(line for line in lines if "`sweep --dry-run`" in line)
+    delete = next(line for line in lines if "deleting 1,000" in line)
+    assert dry.endswith("| 1.00 s | 0.900\u20131.20 s, median 1.05 | in some rounds only |")
+    assert delete.endswith("| 8.00 s | 7\u20139 s, median 8 | in some rounds only |")
+    bench = Rounds("sweep", title="t", arms=("dry-run", "delete"), rounds=1)
+    bench.declare("wall", "s")
+    bench.record(0, "dry-run", {"wall": 0.5})
+    bench.record(0, "delete", {"wall": 9.5})
+    (tmp_path / "sweep.json").write_text(json.dumps(bench.result()))
+    lines = figures.render_targets(figures.load(tmp_path))
+    assert any(line.endswith("| 0.500 s | yes, every round |") for line in lines)
+    assert any(line.endswith("| 9.50 s | **no** |") for line in lines)
+    # Targets whose benchmark has no result are left out; none at all: no table.
+    assert len(lines) == 4
+    (tmp_path / "sweep.json").unlink()
+    assert figures.render_targets(figures.load(tmp_path)) == []
