@@ -53,6 +53,8 @@ class Coalesced:
 
 
 _FAILED = b'{"error":"internal error"}'
+# errno values of a client that closed or reset its connection (None: no errno at all).
+_CLIENT_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None)
 
 
 @functools.lru_cache(maxsize=2)
@@ -100,12 +102,8 @@ class Answering:
             return bool(keepalive and not conn.close_after and conn.parser.finish_body())
         except (http.errors.NoMoreData, StopIteration):
             return False
-        except ssl.SSLError:
-            return False
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
-                self.log.exception("Socket error processing request.")
-            return False
+            return self._dropped(exc)
         except Exception as exc:
             self.handle_error(req, conn.sock, conn.client, exc)
             return False
@@ -138,12 +136,15 @@ class Answering:
                 return False
             conn.sock.sendall(answer_bytes(answer.status, answer.body, keepalive=keepalive))
             return keepalive
-        except ssl.SSLError:
-            return False
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
-                self.log.exception("Socket error processing request.")
-            return False
+            return self._dropped(exc)
+
+    def _dropped(self, exc: OSError) -> bool:
+        """A connection lost while answering: close it (False). Logged unless the client just
+        went away or its TLS failed (nothing to act on)."""
+        if not isinstance(exc, ssl.SSLError) and exc.errno not in _CLIENT_GONE:
+            self.log.exception("Socket error processing request.")
+        return False
 
     def handle_request(self, req: Any, conn: Conn) -> bool:
         environ: dict[str, Any] = {}
