@@ -72,6 +72,24 @@ class _Outcome:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class _Lookups:
+    """Which lookups in the cluster deciding one review makes (only a governed CREATE makes
+    any)."""
+
+    governed: bool = False
+    parents: bool = False
+    provenance: bool = False
+    namespace_labels: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.parents or self.provenance or self.namespace_labels
+
+
+_NO_LOOKUPS = _Lookups()
+
+
 class AdmissionHandler:
     """The review logic behind /mutate and /validate, independent of the web framework."""
 
@@ -123,9 +141,10 @@ class AdmissionHandler:
         decoded: AdmissionRequest | None = None
         try:
             decoded = admission_request(envelope)
-            if not may_wait and self._would_look_up(decoded):
+            lookups = self._lookups(decoded)
+            if not may_wait and lookups.any:
                 return None
-            outcome = self._decide(endpoint, decoded)
+            outcome = self._decide(endpoint, decoded, lookups)
             encoded = responses.encode(outcome.review)
         except BadReview as exc:
             return self.reject(endpoint, exc)
@@ -146,13 +165,13 @@ class AdmissionHandler:
         self.metrics.bad_requests.labels(endpoint, str(error.http_status)).inc()
         return Answer(error.http_status, responses.error_body(error.message))
 
-    def _decide(self, endpoint: Endpoint, req: AdmissionRequest) -> _Outcome:
+    def _decide(self, endpoint: Endpoint, req: AdmissionRequest, lookups: _Lookups) -> _Outcome:
         now = self._clock()
         # One deadline for all of this review's lookups together.
         deadline = time.monotonic() + self.settings.lookup_budget_seconds
-        inherited, parent_provenance, lookup_failed = self._inherited_owner(req, deadline)
-        namespace_labels = self._namespace_labels(req)
-        provenance = self._provenance(req, deadline)
+        inherited, parent_provenance, lookup_failed = self._inherited_owner(req, lookups, deadline)
+        namespace_labels = self._namespace_labels(req, lookups)
+        provenance = self._provenance(req, lookups, deadline)
         if endpoint == "mutate":
             mutation = plan_mutation(
                 policy=self.policy,
@@ -219,31 +238,30 @@ class AdmissionHandler:
             and governs_kind(self.policy, req.api_version, req.kind)
         )
 
-    def _would_look_up(self, req: AdmissionRequest) -> bool:
-        """Whether deciding `req` asks the cluster something (the conditions under which
-        `_inherited_owner`, `_provenance` and `_namespace_labels` look up)."""
+    def _lookups(self, req: AdmissionRequest) -> _Lookups:
+        """What deciding `req` asks the cluster: the one place that says it, for the lookups
+        themselves and for the worker's loop, which answers only reviews that ask nothing."""
         if not self._governed_create(req):
-            return False
+            return _NO_LOOKUPS
         assert req.obj is not None  # checked by _governed_create
-        return (
-            (self._parents is not None and bool(parent_refs(req.obj)))
-            or (req.pod is not None and self._provenance_lookup is not None)
-            or self._namespaces is not None
+        return _Lookups(
+            governed=True,
+            parents=self._parents is not None and bool(parent_refs(req.obj)),
+            provenance=req.pod is not None and self._provenance_lookup is not None,
+            namespace_labels=self._namespaces is not None,
         )
 
     def _inherited_owner(
-        self, req: AdmissionRequest, deadline: float
+        self, req: AdmissionRequest, lookups: _Lookups, deadline: float
     ) -> tuple[str | None, Provenance | None, bool]:
         """(the inherited owner or None, the parent's provenance, whether the parents could
         not be read).
 
         Only CREATE looks parents up: on UPDATE the owner is carried over from the old object.
         """
-        if self._parents is None or not self._governed_create(req):
+        if not lookups.parents:
             return None, None, False
-        assert req.obj is not None  # checked by _governed_create
-        if not parent_refs(req.obj):
-            return None, None, False
+        assert self._parents is not None and req.obj is not None  # as lookups.parents says
         try:
             found = self._parents.inherited(namespace=req.namespace, obj=req.obj, deadline=deadline)
             if found is None:
@@ -261,16 +279,16 @@ class AdmissionHandler:
             self.metrics.lookup_errors.labels("parents").inc()
             return None, None, True
 
-    def _provenance(self, req: AdmissionRequest, deadline: float) -> Provenance:
+    def _provenance(self, req: AdmissionRequest, lookups: _Lookups, deadline: float) -> Provenance:
         """Where a new object comes from: the request's Pod, and what lookups say about it.
 
         Nothing without a Pod-bound identity; without lookups, the notebook and the Profile
         owner stay unresolved (left out, and not judged by the validator).
         """
-        if req.pod is None or not self._governed_create(req):
+        if req.pod is None or not lookups.governed:
             return NO_PROVENANCE
         keys = self.policy.keys
-        if self._provenance_lookup is None:
+        if not lookups.provenance or self._provenance_lookup is None:
             return Provenance(
                 pod=req.pod, unresolved=frozenset({keys.notebook, keys.profile_owner})
             )
@@ -295,8 +313,10 @@ class AdmissionHandler:
                 pod=req.pod, unresolved=frozenset({keys.notebook, keys.profile_owner})
             )
 
-    def _namespace_labels(self, req: AdmissionRequest) -> Mapping[str, str] | None:
-        if self._namespaces is None or not self._governed_create(req):
+    def _namespace_labels(
+        self, req: AdmissionRequest, lookups: _Lookups
+    ) -> Mapping[str, str] | None:
+        if not lookups.namespace_labels or self._namespaces is None:
             return None
         try:
             return self._namespaces.namespace_labels(namespace=req.namespace)
