@@ -25,7 +25,15 @@ from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.timestamps import parse_time
 
-__all__ = ["Attempt", "LeaseElection", "claimed", "may_take", "micro_time", "released"]
+__all__ = [
+    "Attempt",
+    "LeaseElection",
+    "claimed",
+    "expires_at",
+    "may_take",
+    "micro_time",
+    "released",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,16 @@ logger = logging.getLogger(__name__)
 def micro_time(moment: datetime) -> str:
     """A Kubernetes MicroTime in UTC: `2026-05-01T12:00:00.123456Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def expires_at(spec: Mapping[str, Any]) -> datetime | None:
+    """When a Lease held as `spec` says expires (renewTime + leaseDurationSeconds); None when
+    either cannot be read."""
+    renewed = parse_time(spec.get("renewTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renewed is None or not isinstance(duration, int) or isinstance(duration, bool):
+        return None
+    return renewed + timedelta(seconds=duration)
 
 
 def may_take(spec: Mapping[str, Any], identity: str, now: datetime) -> bool:
@@ -46,11 +64,8 @@ def may_take(spec: Mapping[str, Any], identity: str, now: datetime) -> bool:
     holder = spec.get("holderIdentity")
     if not holder or holder == identity:
         return True
-    renewed = parse_time(spec.get("renewTime"))
-    duration = spec.get("leaseDurationSeconds")
-    if renewed is None or not isinstance(duration, int) or isinstance(duration, bool):
-        return True
-    return renewed + timedelta(seconds=duration) <= now
+    expiry = expires_at(spec)
+    return expiry is None or expiry <= now
 
 
 def claimed(
@@ -145,6 +160,11 @@ class LeaseElection:
         self._holder: str | None = None  # the holder last seen or written, for the log
 
     @property
+    def path(self) -> str:
+        """The Lease's API path."""
+        return self._path(name=self.name)
+
+    @property
     def lease(self) -> str:
         """`namespace/name`, as log lines name it."""
         return f"{self.namespace}/{self.name}"
@@ -186,9 +206,7 @@ class LeaseElection:
     def try_acquire_or_renew(self, now: datetime) -> Attempt:
         """One read and, when the Lease is free, expired or ours, one write making it ours."""
         try:
-            current = self._api.request(
-                "GET", self._path(name=self.name), timeout=self.request_timeout
-            )
+            current = self._api.request("GET", self.path, timeout=self.request_timeout)
         except ApiError as exc:
             if exc.status != 404:
                 return self._failed("cannot read", exc)
@@ -207,7 +225,7 @@ class LeaseElection:
             return Attempt.TAKEN
         # The read metadata (its resourceVersion) makes the write conditional on no change.
         update = {**current, "spec": claimed(spec, self.identity, self.lease_duration, now)}
-        return self._write("PUT", self._path(name=self.name), update, "cannot update")
+        return self._write("PUT", self.path, update, "cannot update")
 
     def _write(self, method: str, path: str, body: dict[str, Any], failure: str) -> Attempt:
         try:
@@ -253,9 +271,7 @@ class LeaseElection:
         update = {**self._written, "spec": released(spec, datetime.now(UTC))}
         self._written = None
         try:
-            self._api.request(
-                "PUT", self._path(name=self.name), body=update, timeout=self.request_timeout
-            )
+            self._api.request("PUT", self.path, body=update, timeout=self.request_timeout)
         except ApiError as exc:
             logger.warning(
                 "cannot release Lease %s: %s; it expires in %ss",

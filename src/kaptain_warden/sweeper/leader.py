@@ -6,13 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from kaptain_warden.kube.api import KubeApi
-from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
-from kaptain_warden.kube.leases import LeaseElection
-from kaptain_warden.policies.timestamps import parse_time
+from kaptain_warden.kube.leases import LeaseElection, expires_at
 from kaptain_warden.sweeper.metrics import SweeperMetrics
 
 __all__ = ["LeaderElector", "LeaseSettings"]
@@ -116,26 +114,18 @@ class LeaderElector:
         if not self._leading.is_set():
             return "not the leader"
         s = self.settings
-        path = resource_path(
-            group="coordination.k8s.io",
-            version="v1",
-            resource="leases",
-            namespace=s.namespace,
-            name=s.name,
-        )
         try:
-            lease = self._api.get(path)
+            lease = self._api.get(self._election.path)
         except ApiError as exc:
             return f"cannot read Lease {s.namespace}/{s.name}: {describe_error(exc)}"
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         if holder != s.identity:
             return f"Lease {s.namespace}/{s.name} is held by {holder!r}"
-        renewed = parse_time(spec.get("renewTime"))
-        duration = spec.get("leaseDurationSeconds")
-        if renewed is None or not isinstance(duration, int):
+        expiry = expires_at(spec)
+        if expiry is None:
             return f"Lease {s.namespace}/{s.name} has no readable renewTime/leaseDurationSeconds"
-        if renewed + timedelta(seconds=duration) <= datetime.now(UTC):
+        if expiry <= datetime.now(UTC):
             return f"Lease {s.namespace}/{s.name} expired (last renewed {spec.get('renewTime')})"
         return None
 
