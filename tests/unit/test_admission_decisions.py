@@ -397,6 +397,31 @@ def test_a_controller_made_child_follows_its_own_rule_and_inherits_only_the_owne
     assert f'label {P}/rule: "inference-services" must be "{rule}"' in refused.message
 
 
+def test_a_denial_says_why_per_rule_and_per_childs_kind():
+    """Why a key must have its value is built once per rule and child kind (`contract`):
+    each denial still names its own rule, and a child's its own kind."""
+    KINDS.setdefault("KnativeService", "serving.knative.dev/v1")
+    secret, _ = mutated(make_obj("Secret"))
+    del secret["metadata"]["annotations"][f"{P}/ttl"]
+    refused = validate(secret)
+    assert not refused.allowed
+    assert (
+        f'annotation {P}/ttl: absent must be "1d" (the default of rule credentials-secrets '
+        "when the manifest sets none)" in refused.message
+    )
+    for kind, rule in (("Revision", "knative-revisions"), ("Service", "knative-serving")):
+        obj = make_obj("Revision", spec={})
+        obj["kind"] = kind
+        child, _ = mutated(obj, user=KSERVE, inherited_owner=NOTEBOOK)
+        child["metadata"]["annotations"][f"{P}/ttl"] = "2h"
+        refused = validate(child, user=KSERVE, inherited_owner=NOTEBOOK)
+        assert not refused.allowed
+        assert (
+            f'annotation {P}/ttl: "2h" must be absent (a {kind} made for a managed parent '
+            f"follows its own rule {rule})" in refused.message
+        ), refused.message
+
+
 def test_a_child_with_a_ttl_rule_gets_its_rules_ttl_not_its_parents():
     tfjob = make_obj("TFJob", spec={}, annotations={f"{P}/ttl-after-finished": "30d"})
     result, _ = mutated(

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from kaptain_warden.policies import durations
 from kaptain_warden.policies.durations import DurationError, format_duration, parse_duration
 
 
@@ -75,3 +76,16 @@ def test_format_is_canonical_and_round_trips(value, text):
 def test_format_refuses_non_positive():
     with pytest.raises(DurationError):
         format_duration(timedelta(0))
+
+
+def test_a_refused_duration_is_refused_every_time_and_a_parsed_one_is_cached() -> None:
+    """Parsed durations are cached (texts of at most MAX_LENGTH characters); a refusal is not
+    an answer the cache keeps: the same text is refused again, with the same reason."""
+    for _ in range(2):
+        with pytest.raises(DurationError, match="is zero"):
+            parse_duration("0s")
+        with pytest.raises(DurationError, match="at most 32 characters"):
+            parse_duration("1" * 33 + "s")
+    hits = durations._parse.cache_info().hits
+    assert parse_duration("36h") == parse_duration("36h") == timedelta(hours=36)
+    assert durations._parse.cache_info().hits > hits

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kaptain_warden.policies import timestamps
 from kaptain_warden.policies.timestamps import format_time, parse_time
 
 
@@ -103,3 +104,16 @@ def test_format_time_refuses_naive() -> None:
 )
 def test_round_trip_to_the_second(dt: datetime) -> None:
     assert parse_time(format_time(dt)) == dt.replace(microsecond=0)
+
+
+def test_parse_time_reads_padded_text_and_refuses_overlong_text_uncached() -> None:
+    """Parsed texts are cached, bounded by the longest form the format allows: padding is
+    stripped first, and anything longer is refused without taking a cache entry."""
+    padded = " " * 1000 + "2024-05-01T12:00:00.123456789+02:00" + "\n" * 1000
+    assert parse_time(padded) == datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    before = timestamps._parse.cache_info().currsize
+    assert parse_time("2024-05-01T12:00:00.1234567890+02:00") is None  # ten digits
+    assert parse_time("2024-05-01T12:00:00Z" + "x" * 10_000) is None
+    assert timestamps._parse.cache_info().currsize == before
+    # The same text again gives the same answer (from the cache).
+    assert parse_time("2024-05-01T12:00:00Z") == parse_time("2024-05-01T12:00:00Z")

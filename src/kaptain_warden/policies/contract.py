@@ -9,9 +9,11 @@ validator (`validation`) denies one that differs from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from kaptain_warden.policies.durations import (
@@ -70,7 +72,7 @@ def shown(value: str | None) -> str:
 
 
 def _replaced(
-    changes: Sequence[tuple[str, str | None, str | None, str | None]], template: str
+    changes: Iterable[tuple[str, str | None, str | None, str | None]], template: str
 ) -> tuple[str, ...]:
     """Warnings for the values a request sent that differ from both the old and the kept one.
 
@@ -181,8 +183,13 @@ def plan_create(
         ttl_value = rule_ttl if ttl_value is None else ttl_value
         after_value = rule_after if after_value is None else after_value
     # An unusable user value stays for the validator to name; the expiry never trusts it.
-    ttl = _user_duration_or(ttl_value, rule, rule.ttl)
-    after = _user_duration_or(after_value, rule, rule.ttl_after_finished)
+    # The rule's own default is taken as it is (parsing its canonical string gives it back).
+    ttl = rule.ttl if ttl_value is rule_ttl else _user_duration_or(ttl_value, rule, rule.ttl)
+    after = (
+        rule.ttl_after_finished
+        if after_value is rule_after
+        else _user_duration_or(after_value, rule, rule.ttl_after_finished)
+    )
     wanted_labels: dict[str, str | None] = {
         keys.managed: "true",
         keys.owner: owner_label_value(owner),
@@ -203,38 +210,25 @@ def plan_create(
             keys.ttl: ttl_value,
             keys.ttl_after_finished: after_value,
             keys.keep: keep_value,
-            **origin.annotations(keys),
         }
     )
+    wanted_annotations.update(origin.annotations(keys))
     native = tuple(
         {"op": "add", "path": path, "value": value}
         for path, value in (
             native_ttl(request.obj, int(after.total_seconds())) if after is not None else ()
         )
     )
-    why = dict.fromkeys((*keys.labels, *keys.annotations), "the warden sets it")
-    why[keys.owner] = "the owner inherited from its managed parent" if inherits else "the requester"
-    why[keys.expires_at] = f"{keys.created_at} + {keys.ttl}; the warden sets it"
-    source = "its managed parent's" if inherits else "the Pod of the requester's bound token"
-    why.update(
-        dict.fromkeys(origin.annotations(keys), f"provenance: {source}; absent when there is none")
-    )
-    why.update(
-        dict.fromkeys(
-            keys.user_annotations,
-            f"a {request.kind} made for a managed parent follows its own rule {rule.id}"
-            if inherits
-            else f"the default of rule {rule.id} when the manifest sets none",
-        )
-    )
+    why = _create_why(keys, rule.id, request.kind if inherits else None)
     warnings: tuple[str, ...] = ()
     if not inherits:
+        # Only the keys the request sent can be replaced (most requests send none).
         warnings = _replaced(
-            [(f"label {k}", labels.get(k), None, wanted_labels[k]) for k in keys.labels]
+            [(f"label {k}", labels[k], None, wanted_labels[k]) for k in keys.labels if k in labels]
             + [
-                (f"annotation {k}", annotations.get(k), None, wanted_annotations[k])
+                (f"annotation {k}", annotations[k], None, wanted_annotations[k])
                 for k in keys.annotations
-                if k not in keys.user_annotations
+                if k in annotations and k not in keys.user_annotations
             ],
             "kaptain-warden replaced {key} {sent} with {kept}: the warden computes its "
             "system keys on creation",
@@ -250,6 +244,33 @@ def plan_create(
         optional=frozenset({keys.notebook, keys.profile_owner}),
         unchecked=frozenset() if inherits else _unresolved(keys, origin),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _create_why(keys: MetadataKeys, rule_id: str, child_kind: str | None) -> Mapping[str, str]:
+    """Why each key of a CREATE's plan has its value (read by the validator's denials only):
+    the same for every CREATE under one rule, so built once per rule (and, for a
+    controller-made child, per kind: governed kinds only, so the cache stays small).
+    `child_kind`: the kind of a child that inherits from its managed parent, else None."""
+    inherits = child_kind is not None
+    why = dict.fromkeys((*keys.labels, *keys.annotations), "the warden sets it")
+    why[keys.owner] = "the owner inherited from its managed parent" if inherits else "the requester"
+    why[keys.expires_at] = f"{keys.created_at} + {keys.ttl}; the warden sets it"
+    source = "its managed parent's" if inherits else "the Pod of the requester's bound token"
+    why.update(
+        dict.fromkeys(
+            NO_PROVENANCE.annotations(keys), f"provenance: {source}; absent when there is none"
+        )
+    )
+    why.update(
+        dict.fromkeys(
+            keys.user_annotations,
+            f"a {child_kind} made for a managed parent follows its own rule {rule_id}"
+            if inherits
+            else f"the default of rule {rule_id} when the manifest sets none",
+        )
+    )
+    return MappingProxyType(why)
 
 
 def _unresolved(keys: MetadataKeys, provenance: Provenance) -> frozenset[str]:

@@ -36,6 +36,13 @@ def parse_duration(text: object) -> timedelta:
             f"{text[:MAX_LENGTH]!r}... ({len(text)} characters) is not a duration: "
             f"at most {MAX_LENGTH} characters, expected {ACCEPTED}"
         )
+    return _parse(text)
+
+
+# Bounded: only strings of at most MAX_LENGTH characters get here. A review reads the same few
+# durations (the rule's defaults, the object's own) several times.
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> timedelta:
     stripped = text.strip()
     if not stripped:
         raise DurationError(f"an empty string is not a duration: expected {ACCEPTED}")

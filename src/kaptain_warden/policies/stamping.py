@@ -7,6 +7,7 @@ backfill and for CREATEs by privileged identities (restores, migrations).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -157,14 +158,20 @@ def _sync_ops(
         return [{"op": "add", "path": f"/metadata/{section}", "value": present}] if present else []
     ops: list[dict[str, Any]] = []
     for key, value in wanted.items():
-        path = f"/metadata/{section}/{_escape(key)}"
         if value is None:
             if key in current:
-                ops.append({"op": "remove", "path": path})
+                ops.append({"op": "remove", "path": _member_path(section, key)})
         elif current.get(key) != value:
             # `add` on an existing member replaces it (RFC 6902, 4.1).
-            ops.append({"op": "add", "path": path, "value": value})
+            ops.append({"op": "add", "path": _member_path(section, key), "value": value})
     return ops
+
+
+# The keys are the policy's own (a plan holds no other), so the cache stays small.
+@functools.lru_cache(maxsize=256)
+def _member_path(section: str, key: str) -> str:
+    """The JSON Pointer of metadata[section][key]."""
+    return f"/metadata/{section}/{_escape(key)}"
 
 
 def _plan_patch(obj: Mapping[str, Any], plan: Plan) -> list[dict[str, Any]]:
