@@ -83,6 +83,14 @@ _TICK_SECONDS = 0.1
 _NOTIFY_SECONDS = 1.0
 
 
+def _tls_pending(conn: Conn) -> bool:
+    """Whether TLS holds decrypted bytes of `conn` not read yet (the selector cannot see them)."""
+    try:
+        return bool(conn.sock.pending())
+    except (OSError, ValueError):
+        return True  # let `_advance` find out what is wrong
+
+
 class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
     """gthread with every read done by the selector loop under a deadline (see the module)."""
 
@@ -207,9 +215,10 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         if conn.state == "ready":
             self._dispatch(conn)
 
-    def _recv(self, conn: Conn, limit: int) -> bool | None:
-        """Read what is there, up to `limit` bytes in the buffer: True when something was
-        read, None when nothing is there yet (now watched), False when the peer is gone."""
+    def _recv(self, conn: Conn, limit: int, *, head: bool = False) -> bool | None:
+        """Read what is there, up to `limit` bytes in the buffer (with `head`, only until the
+        head is whole: the body waits for its budget): True when something was read, None when
+        nothing is there yet (now watched), False when the peer is gone."""
         got = False
         while len(conn.buffer) < limit:
             try:
@@ -226,11 +235,13 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             conn.buffer += chunk
             conn.arrived_at = time.monotonic()
             got = True
+            if head and conn.buffer.find(b"\r\n\r\n") >= 0:
+                break  # no read that would only find nothing more (a raised SSLWantReadError)
         return True
 
     def _read_head(self, conn: Conn) -> bool:
         if conn.buffer.find(b"\r\n\r\n") < 0:
-            got = self._recv(conn, MAX_HEAD_BYTES)
+            got = self._recv(conn, MAX_HEAD_BYTES, head=True)
             if got is False:
                 return False
             if conn.state == "idle" and conn.buffer:
@@ -266,10 +277,15 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             if conn.pool is None:
                 conn.pool = self._small if conn.body <= SMALL_BODY_BYTES else self._large
                 conn.pool.waiting.append(conn)
-            # Leave the bytes in the kernel until the pool grants them (`_admit` goes on).
-            self._unwatch(conn)
-            self._admit()
-            return False
+                if len(conn.pool.waiting) == 1 and conn.pool.fits(conn):
+                    # Nobody waits before it and it fits: granted at once, as `_admit` would,
+                    # without leaving the selector and coming back.
+                    conn.pool.take(conn, time.monotonic())
+            if not conn.reserved:
+                # Leave the bytes in the kernel until the pool grants them (`_admit` goes on).
+                self._unwatch(conn)
+                self._admit()
+                return False
         if len(conn.buffer) < conn.needed:
             got = self._recv(conn, conn.needed)
             if got is not True or len(conn.buffer) < conn.needed:
@@ -320,8 +336,9 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         self._close(conn)
 
     def _dispatch(self, conn: Conn) -> None:
-        """Hand a complete request to a thread; leftover bytes wait for the next request."""
-        self._unwatch(conn)
+        """Answer a complete request here (`_answer_now`) or hand it to a thread; leftover
+        bytes wait for the next request. The connection stays registered with the selector
+        while the loop answers it (its next request is read the same way)."""
         self._waiting.discard(conn)
         # Head and body as separate pieces, each copied once: the parser takes the body as one
         # piece, and the buffer is let go at once (a large body would otherwise be held in
@@ -344,6 +361,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             and self._answer_now(conn, conn.review)
         ):
             return
+        self._unwatch(conn)  # a thread has it until `finish_request`
         self.enqueue_req(conn)
 
     def _answer_now(self, conn: Conn, review: Review) -> bool:
@@ -371,10 +389,11 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             return True
         if sent < len(data):
             conn.unsent = (data[sent:], keepalive)
+            self._unwatch(conn)
             self.enqueue_req(conn)
             return True
         self._release(conn)
-        self._after_answer(conn, keepalive, look_now=False)
+        self._after_answer(conn, keepalive, from_thread=False)
         return True
 
     def _review(self, conn: Conn, head: bytes, body: bytes) -> Review | None:
@@ -408,6 +427,8 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         stand in the way (see `BodyPool`), and read on the bodies granted."""
         if self._admitting:  # closing a connection below comes back here
             self._admit_again = True
+            return
+        if not self._small.waiting and not self._large.waiting:
             return
         self._admitting = True
         try:
@@ -504,22 +525,24 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:
             keep = False
-        self._after_answer(conn, keep, look_now=True)
+        self._after_answer(conn, keep, from_thread=True)
 
-    def _after_answer(self, conn: Conn, keep: bool, *, look_now: bool) -> None:
+    def _after_answer(self, conn: Conn, keep: bool, *, from_thread: bool) -> None:
         """Close `conn`, or keep it idle for its next request; bytes of that request may be
-        read already (in the buffer, or held by TLS): look at once, or (`look_now` False, when
-        the request was answered inside the loop's own `_advance`) on the loop's next turn."""
+        read already (in the buffer, or held by TLS): after a thread, look at once; after the
+        loop answered inside its own `_advance`, on the loop's next turn, and only when such
+        bytes are there (else the selector, which still watches the socket, says when)."""
         if conn.state == "closed":
             return
         if not keep:
             self._close(conn)
             return
-        try:
-            conn.sock.setblocking(False)
-        except OSError:
-            self._close(conn)
-            return
+        if from_thread:  # the thread's writes were blocking, with a deadline
+            try:
+                conn.sock.setblocking(False)
+            except OSError:
+                self._close(conn)
+                return
         conn.state = "idle"
         conn.close_after = False
         conn.needed = conn.body = 0
@@ -527,9 +550,9 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         conn.deadline = time.monotonic() + min(self.limits.keepalive_seconds, linger)
         self._waiting.add(conn)
         # TLS may hold bytes of the next request already read from the socket: look.
-        if look_now:
+        if from_thread:
             self._advance(conn)
-        else:
+        elif conn.buffer or conn.events != selectors.EVENT_READ or _tls_pending(conn):
             self._look_again.append(conn)
 
     # -- the loop ----------------------------------------------------------------------------
