@@ -9,6 +9,7 @@ from kaptain_warden.policies.evaluate import (
     needs_namespace_labels,
 )
 from kaptain_warden.policies.loader import load_policy, parse_policy
+from kaptain_warden.policies.model import Settings
 
 NOTEBOOK = "system:serviceaccount:team-a:default-editor"
 POLICY = load_policy()
@@ -247,3 +248,10 @@ def test_kind_and_namespace_label_helpers():
     assert not governs_kind(POLICY, "v1", "Pod")
     assert not needs_namespace_labels(POLICY)
     assert needs_namespace_labels(custom({"namespaceSelector": {"matchLabels": {"a": "b"}}}))
+
+
+def test_excluded_namespaces_are_made_once_per_policy():
+    """Every review asks which namespaces are excluded; the set is made once per settings."""
+    settings = Settings(excluded_namespaces=frozenset({"ops"}), warden_namespace="warden")
+    assert settings.all_excluded_namespaces == {"ops", "kube-system", "warden"}
+    assert settings.all_excluded_namespaces is settings.all_excluded_namespaces

@@ -135,9 +135,10 @@ class Settings:
     backfill: bool = False
     propagation_policy: PropagationPolicy = "Background"
 
-    @property
+    @cached_property
     def all_excluded_namespaces(self) -> frozenset[str]:
-        """The configured exclusions plus the ones that are always excluded."""
+        """The configured exclusions plus the ones that are always excluded (made once: every
+        review and listed object asks)."""
         return self.excluded_namespaces | {"kube-system", self.warden_namespace}
 
 

@@ -62,11 +62,16 @@ def _date(second: int) -> bytes:
     return email.utils.formatdate(second, usegmt=True).encode("latin-1")
 
 
+@functools.lru_cache(maxsize=32)
+def _phrase(status: int) -> bytes:
+    return HTTPStatus(status).phrase.encode("latin-1")
+
+
 def answer_bytes(status: int, body: bytes, *, keepalive: bool) -> bytes:
     """A JSON answer, head and body, as gunicorn writes one (without its Server header)."""
     return b"HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\n%s%d\r\n\r\n%s" % (
         status,
-        HTTPStatus(status).phrase.encode("latin-1"),
+        _phrase(status),
         _date(int(time.time())),
         b"keep-alive" if keepalive else b"close",
         b"Content-Type: application/json\r\nContent-Length: ",
