@@ -39,9 +39,11 @@ class Validation:
     warnings: tuple[str, ...] = field(default=())
 
 
-def _differences(policy: Policy, request: AdmissionRequest, plan: Plan) -> list[str]:
-    """Every warden key of the (mutated) request that is not what the plan says it must be."""
-    labels, annotations = metadata_maps(request.obj)
+def _differences(
+    labels: Mapping[str, str], annotations: Mapping[str, str], plan: Plan
+) -> list[str]:
+    """Every warden key of the (mutated) request, whose `labels` and `annotations` these are,
+    that is not what the plan says it must be."""
     found = []
     for section, actual, wanted in (
         ("label", labels, plan.labels),
@@ -83,7 +85,8 @@ def check_admission(
     if request.operation == "UPDATE":
         plan = plan_update(policy, request)
         found = list(plan.problems)
-        found += [p for p in _differences(policy, request, plan) if not _named(p, found)]
+        labels, annotations = metadata_maps(request.obj)
+        found += [p for p in _differences(labels, annotations, plan) if not _named(p, found)]
         return Validation(not found, "; ".join(found) or "warden metadata carried over", plan.rule)
     rule = find_rule(
         policy, request.subject(inherited_owner=inherited_owner, namespace_labels=namespace_labels)
@@ -135,7 +138,7 @@ def check_admission(
     problems += plan.problems
     problems += [
         p
-        for p in _differences(policy, request, plan)
+        for p in _differences(labels, annotations, plan)
         if not _named(p, problems) and not p.startswith(f"annotation {keys.created_at}:")
     ]
     short = (
