@@ -44,3 +44,10 @@ def job_finished_conditions(
         return [final]
     interim = "SuccessCriteriaMet" if terminal == "Complete" else "FailureTarget"
     return [{"type": interim, "status": "True", "lastTransitionTime": stamp}, final]
+
+
+def streams_lists(version: tuple[int, int]) -> bool:
+    """Whether the API server streams a list by default (a watch with `sendInitialEvents`, the
+    WatchList feature): k8s.io/apiserver `pkg/features/kube_features.go` has it alpha and off
+    in v0.30.14, beta and on from 1.32, off again in 1.33 and on from 1.34 (v0.34.4)."""
+    return version == (1, 32) or version >= (1, 34)

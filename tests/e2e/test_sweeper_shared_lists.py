@@ -4,6 +4,7 @@ server; its unmanaged objects still keep the Secrets they use."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -19,7 +20,8 @@ POLICY = policy_for_tests()
 
 
 class CountingApi(KubeApi):
-    """The real door, counting each GET by path (query left out)."""
+    """The real door, counting each GET by path (query left out), a page's or a streamed
+    list's alike."""
 
     def __init__(self, inner: KubeApi) -> None:
         super().__init__(inner.api_client, timeout=inner.timeout)
@@ -29,6 +31,19 @@ class CountingApi(KubeApi):
         if method == "GET":
             self.gets[path] += 1
         return super().request(method, path, **kw)
+
+    def stream(self, path: str, **kw: Any) -> Any:
+        events = super().stream(path, **kw)
+
+        def counted() -> Any:
+            with contextlib.closing(events):
+                for n, event in enumerate(events):
+                    # Counted once it answers: a stream refused up front (the API server has
+                    # streaming lists off) is followed by the same list in pages.
+                    self.gets[path] += n == 0
+                    yield event
+
+        return counted()
 
 
 def uses(secret: str) -> dict[str, Any]:

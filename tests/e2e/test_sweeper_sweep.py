@@ -92,15 +92,20 @@ def test_across_namespaces_holders_and_revision_parents_are_read_once_per_kind(
     worlds = {n: build_world(kube_admin, n) for n in three_namespaces}
     sweep = sweeper(kube_admin, POLICY, three_namespaces[0])
     sweep.settings = replace(sweep.settings, namespaces=tuple(three_namespaces))
-    paths: list[str] = []  # what it read
-    send = sweep.api.request
+    paths: list[str] = []  # what it read, in pages or streamed
+    send, stream = sweep.api.request, sweep.api.stream
 
     def recorded(method, path, **kw):
         if method == "GET":
             paths.append(path)
         return send(method, path, **kw)
 
+    def streamed(path, **kw):
+        paths.append(path)
+        return stream(path, **kw)
+
     sweep.api.request = recorded  # type: ignore[method-assign]
+    sweep.api.stream = streamed  # type: ignore[method-assign]
     report = sweep.run_once(now=now())
 
     assert report.complete

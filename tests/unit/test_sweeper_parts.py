@@ -41,11 +41,17 @@ def api_error(status: int, message: str = "") -> ApiError:
 
 
 class ScriptedApi:
-    """Answers requests from a function; records every call."""
+    """Answers requests from a function; records every call. A streamed GET is recorded as
+    method "WATCH", and its answer is the events (an iterable), or the ApiError it raises. It
+    is an API server that does not stream lists unless `streams_lists` says it does."""
 
-    def __init__(self, answer: Callable[[str, str, dict[str, Any]], Any]) -> None:
+    def __init__(
+        self, answer: Callable[[str, str, dict[str, Any]], Any], *, streams_lists: bool = False
+    ) -> None:
         self.answer = answer
+        self.streams_lists = streams_lists
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.closed = 0  # streams closed by their reader
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         self.calls.append((method, path, kw))
@@ -53,6 +59,17 @@ class ScriptedApi:
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
+
+    def stream(self, path: str, **kw: Any) -> Any:
+        self.calls.append(("WATCH", path, kw))
+
+        def events() -> Any:
+            try:
+                yield from self.answer("WATCH", path, kw)
+            finally:
+                self.closed += 1
+
+        return events()
 
 
 def page(names: list[str], token: str = "") -> dict[str, Any]:
@@ -129,6 +146,122 @@ def test_a_missing_resource_is_not_served():
 
     with pytest.raises(KindNotServedError):
         list_all(ScriptedApi(answer), REQUEST)  # type: ignore[arg-type]
+
+
+TFJOBS = ListRequest(
+    api_version="kubeflow.org/v1",
+    kind="TFJob",
+    resource="tfjobs",
+    label_selector="a=b",
+    excluded_namespaces=frozenset({"kube-system"}),
+)
+
+
+def added(name: str, namespace: str = "ns") -> dict[str, Any]:
+    obj = {"metadata": {"name": name, "namespace": namespace, "managedFields": [{"x": 1}]}}
+    return {"type": "ADDED", "object": {**obj, "spec": {"big": "x" * 10}}}
+
+
+def bookmark(end: bool = True) -> dict[str, Any]:
+    annotations = {"k8s.io/initial-events-end": "true"} if end else {}
+    return {"type": "BOOKMARK", "object": {"metadata": {"annotations": annotations}}}
+
+
+def test_only_custom_resources_are_asked_for_as_streaming_lists():
+    assert TFJOBS.custom
+    for api_version in ("serving.knative.dev/v1", "sparkoperator.k8s.io/v1beta2"):
+        assert ListRequest(api_version=api_version, kind="K", resource="k").custom
+    for api_version in ("v1", "batch/v1", "apps/v1"):
+        assert not ListRequest(api_version=api_version, kind="K", resource="k").custom
+
+
+def test_a_custom_resource_is_streamed_until_the_bookmark_that_ends_its_objects():
+    def answer(method, path, kw):
+        assert method == "WATCH" and path == "/apis/kubeflow.org/v1/tfjobs"
+        query = dict(kw["query"])
+        assert query == {
+            "labelSelector": "a=b",
+            "fieldSelector": "metadata.namespace!=kube-system",
+            "watch": "true",
+            "sendInitialEvents": "true",
+            "resourceVersionMatch": "NotOlderThan",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": 600,
+        }
+        assert kw["accept"] == "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+        yield added("a")
+        yield bookmark(end=False)  # a progress bookmark is not the end
+        yield added("b")
+        yield added("sneaky", "kube-system")
+        yield bookmark()
+        raise AssertionError("read past the end of the initial objects")
+
+    api = ScriptedApi(answer, streams_lists=True)
+    items = list_all(api, TFJOBS)  # type: ignore[arg-type]
+    assert [i["metadata"]["name"] for i in items] == ["a", "b"]
+    assert items[0] == {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": "a", "namespace": "ns"},
+    }
+    assert len(api.calls) == 1 and api.closed == 1  # one request, closed by the reader
+    assert api.streams_lists
+
+
+@pytest.mark.parametrize(
+    ("events", "status"),
+    [
+        ([added("a"), {"type": "ERROR", "object": {"code": 500, "reason": "InternalError"}}], 500),
+        ([added("a")], None),  # ended before the bookmark (timeoutSeconds, a dropped stream)
+        ([added("a"), {"type": "ADDED"}], None),
+    ],
+)
+def test_a_stream_that_fails_or_ends_early_fails_the_list(events, status):
+    api = ScriptedApi(lambda m, p, kw: iter(events), streams_lists=True)
+    with pytest.raises(ApiError) as raised:
+        list_all(api, TFJOBS)  # type: ignore[arg-type]
+    assert raised.value.status == status
+    assert [m for m, _, _ in api.calls] == ["WATCH"]  # no quiet retry in pages
+    assert api.closed == 1
+
+
+def refusing(status: int) -> Callable[[str, str, dict[str, Any]], Any]:
+    def answer(method, path, kw):
+        if method == "WATCH":
+            raise api_error(status, "sendInitialEvents is forbidden")
+        return page(["a"])
+
+    return answer
+
+
+def test_an_api_server_without_streaming_lists_is_asked_once_then_listed_in_pages():
+    api = ScriptedApi(refusing(422), streams_lists=True)
+    assert [i["metadata"]["name"] for i in list_all(api, TFJOBS)] == ["a"]  # type: ignore[arg-type]
+    assert [m for m, _, _ in api.calls] == ["WATCH", "GET"]
+    assert not api.streams_lists
+    list_all(api, TFJOBS)  # type: ignore[arg-type]
+    assert [m for m, _, _ in api.calls] == ["WATCH", "GET", "GET"]
+
+
+def test_a_refused_stream_of_one_kind_is_listed_in_pages_and_streaming_goes_on():
+    api = ScriptedApi(refusing(403), streams_lists=True)  # RBAC without `watch` on it
+    assert [i["metadata"]["name"] for i in list_all(api, TFJOBS)] == ["a"]  # type: ignore[arg-type]
+    assert [m for m, _, _ in api.calls] == ["WATCH", "GET"]
+    assert api.streams_lists
+
+
+def test_a_stream_of_a_kind_not_served_is_not_served_and_a_busy_server_is_an_error():
+    with pytest.raises(KindNotServedError):
+        list_all(ScriptedApi(refusing(404), streams_lists=True), TFJOBS)  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as raised:
+        list_all(ScriptedApi(refusing(429), streams_lists=True), TFJOBS)  # type: ignore[arg-type]
+    assert raised.value.status == 429
+
+
+def test_built_in_kinds_are_listed_in_pages_even_where_lists_stream():
+    api = ScriptedApi(lambda m, p, kw: page(["a"]), streams_lists=True)
+    list_all(api, REQUEST)  # type: ignore[arg-type]
+    assert [m for m, _, _ in api.calls] == ["GET"]
 
 
 def test_excluded_namespaces_are_filtered_by_the_server_and_again_here():

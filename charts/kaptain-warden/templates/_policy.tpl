@@ -138,6 +138,19 @@ kaptain_warden.install.rbac.webhook_parent_rules.
 {{- end -}}
 
 {{/*
+The verbs the sweeper reads a collection of API group `.` with: `list`, and `watch` on a custom
+resource, which it reads as a streaming list. Custom means the group has a dot, as
+kaptain_warden.policies.kinds.ApiVersioned.custom decides (tests compare the rules).
+*/}}
+{{- define "kaptain-warden.listVerbs" -}}
+{{- if contains "." . -}}
+{{- toYaml (list "list" "watch") -}}
+{{- else -}}
+{{- toYaml (list "list") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The sweeper's ClusterRole rules: the same as kaptain_warden.install.rbac.sweeper_cluster_rules
 (tests compare them). Verbs are collected per (group, resource), then rules are grouped per API
 group and per verb set, sorted; a space joins keys because it sorts below every letter.
@@ -149,7 +162,7 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $keptWhileReferenced := false -}}
 {{- range $kinds -}}
 {{- $key := printf "%s %s" .group .resource -}}
-{{- $add := list "list" "delete" -}}
+{{- $add := concat (include "kaptain-warden.listVerbs" .group | fromYamlArray) (list "delete") -}}
 {{- if $backfill -}}
 {{- /* Parents are read for their owner; a Secret is never one, and its data is not the sweeper's to read. */ -}}
 {{- if .parent -}}{{- $add = concat $add (list "get" "patch") -}}{{- else -}}{{- $add = append $add "patch" -}}{{- end -}}
@@ -197,7 +210,7 @@ group and per verb set, sorted; a space joins keys because it sorts below every 
 {{- $group := "" -}}
 {{- if contains "/" .apiVersion -}}{{- $group = (split "/" .apiVersion)._0 -}}{{- end -}}
 {{- $key := printf "%s %s" $group .resource -}}
-{{- $_ := set $verbs $key (append (get $verbs $key | default list) "list") -}}
+{{- $_ := set $verbs $key (concat (get $verbs $key | default list) (include "kaptain-warden.listVerbs" $group | fromYamlArray)) -}}
 {{- end -}}
 {{- end -}}
 {{- if $backfill -}}

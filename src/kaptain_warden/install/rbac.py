@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from kaptain_warden.policies.kinds import HOLDER_KINDS, PARENT_ONLY_KINDS
+from kaptain_warden.policies.kinds import HOLDER_KINDS, PARENT_ONLY_KINDS, ApiVersioned
 from kaptain_warden.policies.metadata import KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE
 from kaptain_warden.policies.model import Policy
 
@@ -23,7 +23,8 @@ def sweeper_cluster_rules(
 ) -> list[dict[str, Any]]:
     """ClusterRole rules that let the sweeper do everything it does under `policy`, no more.
 
-    - governed kinds: `list` (label-selected, paginated) and `delete`; `patch` and `get`
+    - governed kinds: `list` (label-selected; paginated, or streamed, which also needs
+      `watch`, for a custom resource) and `delete`; `patch` and `get`
       only with backfill (it stamps objects, and reads parents for their owner), never `get`
       on a kind that is never a parent (Secrets); `patch` on the kinds of rules that warn
       before expiry (`warnBefore` not `0`: it writes `warned-at`) and of rules with
@@ -31,7 +32,8 @@ def sweeper_cluster_rules(
       (metadata only: is the creator there?);
     - `get` on what the registry says the sweeper reads to decide about a governed kind
       (`sweeper_reads`: a Revision's Configuration and InferenceServices);
-    - kinds kept while referenced governed (Secrets): `list` on the registry's Secret holders
+    - kinds kept while referenced governed (Secrets): `list` (and `watch` on custom
+      resources) on the registry's Secret holders
       (pods, ServiceAccounts, workloads with pod templates), read before one is deleted;
     - `create` on events.k8s.io Events, one per deletion;
     - backfill: `get` on namespaces (labels, the `owner` annotation) and on Kubeflow
@@ -43,7 +45,7 @@ def sweeper_cluster_rules(
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
     kinds = policy.kinds
     for kind in kinds:
-        verbs[(kind.group, kind.resource)] |= {"list", "delete"}
+        verbs[(kind.group, kind.resource)] |= {*_list_verbs(kind), "delete"}
         if backfill:
             # Parents are read for their owner; a Secret is never one, and its data is not
             # the sweeper's to read (backfill lists and patches it as metadata only).
@@ -60,7 +62,7 @@ def sweeper_cluster_rules(
             verbs[("", "pods")].add("list")
     if any(k.kept_while_referenced for k in kinds):
         for holder in HOLDER_KINDS:
-            verbs[(holder.group, holder.resource)].add("list")
+            verbs[(holder.group, holder.resource)] |= _list_verbs(holder)
     if backfill:
         verbs[("", "namespaces")].add("get")
         verbs[(KUBEFLOW_PROFILE_GROUP, KUBEFLOW_PROFILE_RESOURCE)].add("get")
@@ -91,6 +93,12 @@ def sweeper_cluster_rules(
             }
         )
     return rules
+
+
+def _list_verbs(kind: ApiVersioned) -> set[str]:
+    """`list`, and `watch` on a custom resource: the sweeper reads one as a streaming list (a
+    watch that begins with its objects, closed once they are all in; `kube.listing`)."""
+    return {"list", "watch"} if kind.custom else {"list"}
 
 
 def webhook_parent_rules(policy: Policy) -> list[dict[str, Any]]:

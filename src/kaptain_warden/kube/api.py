@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from kubernetes import client as k8s
 
-from kaptain_warden.kube.client import METADATA_ONLY, request_json, resource_path
+from kaptain_warden.kube.client import METADATA_ONLY, request_json, resource_path, stream_json
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import KnownKind
 
@@ -25,6 +25,9 @@ class KubeApi:
     def __init__(self, api_client: k8s.ApiClient, *, timeout: float = 30.0) -> None:
         self.api_client = api_client
         self.timeout = timeout
+        #: Whether this API server may stream a list (a watch that begins with its objects,
+        #: `kube.listing`); set False the first time it refuses one, so it is asked once.
+        self.streams_lists = True
         self._sent = 0
         self._lock = threading.Lock()
 
@@ -70,6 +73,19 @@ class KubeApi:
     ) -> Any:
         """GET `path`."""
         return self.request("GET", path, query=query, accept=accept)
+
+    def stream(
+        self,
+        path: str,
+        *,
+        query: list[tuple[str, Any]],
+        accept: str = "application/json",
+    ) -> Generator[Any, None, None]:
+        """GET `path` and decode its answer line by line as it arrives (a watch's events);
+        closing the iterator closes the connection. Raises `ApiError`."""
+        with self._lock:
+            self._sent += 1
+        return stream_json(self.api_client, path, query=query, accept=accept, timeout=self.timeout)
 
     @property
     def total(self) -> int:

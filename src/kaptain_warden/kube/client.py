@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from kaptain_warden.kube.errors import CLIENT_ERRORS, ApiError
 # PartialObjectMetadata(List), so Secret data and large specs never cross the wire.
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 METADATA_LIST_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+# How much of a streamed answer is read at once, and the most an error answer's body is read.
+_STREAM_CHUNK = 1 << 16
+_ERROR_BODY = 1 << 16
 
 
 class KubeConfigError(RuntimeError):
@@ -166,6 +171,53 @@ def request_json(
         return orjson.loads(data) if data else None
     except CLIENT_ERRORS as exc:
         raise ApiError.from_exception(exc) from exc
+
+
+def stream_json(
+    api_client: k8s.ApiClient,
+    path: str,
+    *,
+    query: list[tuple[str, Any]],
+    accept: str = "application/json",
+    timeout: float | None = None,
+) -> Generator[Any, None, None]:
+    """GET `path` and decode its answer as it arrives: one JSON document per line, as a watch
+    sends its events. Only the documents not yet handed out are held, so a long answer is
+    never in memory whole.
+
+    The connection is closed, never returned to the pool, when the caller stops iterating (or
+    closes the iterator): a watch does not end by itself. `timeout` bounds the connection and
+    each read, not the whole answer. Every failure raises `ApiError`, as `request_json` does.
+    """
+    try:
+        serialized = api_client.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": accept},
+            auth_settings=["BearerToken"],
+        )
+        response = api_client.call_api(*serialized, _request_timeout=timeout)
+    except CLIENT_ERRORS as exc:
+        raise ApiError.from_exception(exc) from exc
+    raw = response.response
+    try:
+        if not 200 <= response.status <= 299:
+            raise ApiError.from_answer(response.status, response.reason, raw.read(_ERROR_BODY))
+        pending = b""
+        for chunk in raw.stream(_STREAM_CHUNK):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                if line:
+                    yield orjson.loads(line)
+        if pending.strip():
+            yield orjson.loads(pending)
+    except CLIENT_ERRORS as exc:
+        raise ApiError.from_exception(exc) from exc
+    finally:
+        raw.close()
+        raw.release_conn()
 
 
 def get_json(

@@ -38,6 +38,16 @@ class ApiVersioned:
         """The API version within the group."""
         return split_api_version(self.api_version)[1]
 
+    @property
+    def custom(self) -> bool:
+        """Served by a CustomResourceDefinition, as far as the group tells: a CRD's group
+        always has a dot, while the core group and `apps`, `batch`, ... have none. Kubernetes'
+        own dotted groups (`networking.k8s.io`, ...) count as custom too: no kind the registry
+        knows is in one, and for a kind a policy names there the sweeper only streams its list
+        where a paginated one would cost the API server less, a matter of speed
+        (`kube.listing`). `k8s.io` does not mean built in: `sparkoperator.k8s.io` is a CRD's."""
+        return "." in self.group
+
 
 @dataclass(frozen=True)
 class ConditionsFinish:
