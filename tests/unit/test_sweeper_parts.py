@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_all
 from kaptain_warden.policies.expiry import Decision
 from kaptain_warden.policies.kinds import known_kind
+from kaptain_warden.policies.loader import load_policy
 from kaptain_warden.sweeper.deleter import (
     Deleter,
     is_transient,
@@ -26,8 +28,10 @@ from kaptain_warden.sweeper.events import SIMILAR_EVENTS
 from kaptain_warden.sweeper.in_use import CLUSTER_WIDE_FROM, find_secret_holders
 from kaptain_warden.sweeper.items import SweepItem
 from kaptain_warden.sweeper.leader import LeaseSettings
+from kaptain_warden.sweeper.loop import Sweeper
 from kaptain_warden.sweeper.metrics import Heartbeat, MetricsServer, SweeperMetrics
 from kaptain_warden.sweeper.report import ReportEntry, render_json, render_table
+from kaptain_warden.sweeper.settings import SweeperSettings
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = known_kind("v1", "Secret")
@@ -660,3 +664,32 @@ def test_fewer_namespaces_are_read_one_by_one():
     namespaced = [p for m, p, _ in api.calls if p != "/api/v1/persistentvolumes"]
     assert namespaced
     assert all("/namespaces/a/" in p for p in namespaced)
+
+
+# -- the pass and the garbage collector --------------------------------------------------------
+
+
+def test_a_pass_runs_without_the_cyclic_collector_and_gives_it_back():
+    during: list[bool] = []
+
+    def answer(method, path, kw):
+        during.append(gc.isenabled())
+        return {"metadata": {}, "items": []}
+
+    api = ScriptedApi(answer)
+    api.total = 0  # type: ignore[attr-defined]  # the pass's summary line reads it
+    sweeper = Sweeper(
+        api,  # type: ignore[arg-type]
+        policy=load_policy(),
+        settings=SweeperSettings(dry_run=True),
+    )
+    assert gc.isenabled()
+    sweeper.run_once(now=NOW)
+    assert during and not any(during)  # paused for the whole pass
+    assert gc.isenabled()  # and on again after it
+    gc.disable()  # a program that turned it off itself keeps it off
+    try:
+        sweeper.run_once(now=NOW)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

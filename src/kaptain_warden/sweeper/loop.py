@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -119,6 +121,12 @@ class Sweeper:
         Never raises for API errors: a kind that cannot be listed is reported in `errors` and
         its objects are left for the next pass; a failing object is kept, with the reason.
         """
+        with _cyclic_gc_paused():
+            return self._pass(now=now, guard=guard, after_decisions=after_decisions)
+
+    def _pass(
+        self, *, now: datetime, guard: Guard | None, after_decisions: AfterDecisions | None
+    ) -> CycleReport:
         began = time.monotonic()
         report = CycleReport(evaluated_at=now, entries=[])
         if self.settings.backfill:
@@ -532,6 +540,27 @@ class _Creators:
             self.live.uids |= read.uids
             self.live.unreadable |= read.unreadable
         return self.live.missing(namespace, uid)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a pass.
+
+    A pass builds hundreds of thousands of dicts and lists (decoded objects, decisions, the
+    report) that live until it ends; each batch of new ones triggers the interpreter's cyclic
+    collector, which scans the ones that survived, again and again: a third of the sweeper's
+    CPU in a 100,000-object pass. What a pass builds holds no reference cycles (decoded JSON,
+    records, strings) and is freed by reference counting when the pass ends; the collector
+    runs again from then on, and would collect any cycle a pass left behind.
+    """
+    if not gc.isenabled():  # the embedding program chose; leave it be
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def run_forever(
