@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -442,3 +445,28 @@ def present(api, namespace, world) -> set[tuple[str, str]]:
         for name, obj in world["objects"].items()
         if exists(api, namespace, obj) is not None
     }
+
+
+@contextlib.contextmanager
+def user_with_rules(api: k8s.ApiClient, prefix: str, rules: list[dict[str, Any]]) -> Iterator[str]:
+    """A user name (`prefix-<random>`) bound to a ClusterRole of exactly `rules`, both deleted
+    afterwards; impersonate it to act with those rules alone."""
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+    )
+    try:
+        yield name
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)

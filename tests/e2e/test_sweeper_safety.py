@@ -27,6 +27,7 @@ from sweeper_kit import (
     present,
     run_cli,
     sweeper,
+    user_with_rules,
     write_policy,
 )
 
@@ -179,35 +180,20 @@ def test_without_read_access_to_workloads_secrets_are_kept(control_plane, kube_a
         {**r, "resources": [x for x in r["resources"] if x != "pods"]}
         for r in sweeper_cluster_rules(POLICY)
     ]
-    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
-    name = f"no-pods-{uuid.uuid4().hex[:8]}"
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
-        }
-    )
-    try:
-        with control_plane.impersonating_api_client(name, ["system:authenticated"]) as client:
-            api = k8s.CoreV1Api(client)
-            eventually(
-                lambda: api.list_namespaced_secret(namespace, _preload_content=False) is not None,
-                "the binding",
-            )
-            report = sweeper(client, POLICY, namespace).run_once(now=now())
-        assert report.deletion.attempted == 0
-        assert not report.complete
-        assert all("could not list pods" in e.reason for e in report.entries)
-        assert len(k8s.CoreV1Api(kube_admin).list_namespaced_secret(namespace).items) == 2
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
+    with (
+        user_with_rules(kube_admin, "no-pods", rules) as name,
+        control_plane.impersonating_api_client(name, ["system:authenticated"]) as client,
+    ):
+        api = k8s.CoreV1Api(client)
+        eventually(
+            lambda: api.list_namespaced_secret(namespace, _preload_content=False) is not None,
+            "the binding",
+        )
+        report = sweeper(client, POLICY, namespace).run_once(now=now())
+    assert report.deletion.attempted == 0
+    assert not report.complete
+    assert all("could not list pods" in e.reason for e in report.entries)
+    assert len(k8s.CoreV1Api(kube_admin).list_namespaced_secret(namespace).items) == 2
 
 
 def test_objects_being_deleted_are_left_to_their_finalizers(kube_admin, namespace):

@@ -5,7 +5,6 @@ API server has streaming lists off (1.30), lists in pages after one refusal."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -19,7 +18,7 @@ from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.kube.listing import ListRequest, list_all
 from kube_versions import streams_lists
 from polling import eventually
-from sweeper_kit import HOUR, body, create, now, policy_for_tests
+from sweeper_kit import HOUR, body, create, now, policy_for_tests, user_with_rules
 
 pytestmark = pytest.mark.e2e
 
@@ -131,38 +130,23 @@ def test_the_watch_is_closed_once_the_objects_are_in(control_plane, kube_admin, 
 def test_the_sweepers_generated_rbac_allows_the_streamed_lists(
     control_plane, kube_admin, made, kube_version
 ):
-    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
-    name = f"streams-{uuid.uuid4().hex[:8]}"
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": sweeper_cluster_rules(POLICY)})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
-        }
-    )
-    try:
-        with control_plane.impersonating_api_client(name, ["system:authenticated"]) as client:
+    with (
+        user_with_rules(kube_admin, "streams", sweeper_cluster_rules(POLICY)) as name,
+        control_plane.impersonating_api_client(name, ["system:authenticated"]) as client,
+    ):
 
-            def authorized() -> bool:  # RBAC caches take a moment to see a new binding
-                try:
-                    request_json(
-                        client, "GET", f"/apis/serving.knative.dev/v1/namespaces/{made}/revisions"
-                    )
-                except ApiError:
-                    return False
-                return True
+        def authorized() -> bool:  # RBAC caches take a moment to see a new binding
+            try:
+                request_json(
+                    client, "GET", f"/apis/serving.knative.dev/v1/namespaces/{made}/revisions"
+                )
+            except ApiError:
+                return False
+            return True
 
-            eventually(authorized, "the new ClusterRoleBinding to take effect")
-            api = CountingApi(client)
-            assert len(seen(list_all(api, revisions(made)), made)) == 5
-            if streams_lists(kube_version):
-                assert api.sent == Counter({"STREAM": 1})  # watch allowed: no 403, no pages
-                assert api.streams_lists
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
+        eventually(authorized, "the new ClusterRoleBinding to take effect")
+        api = CountingApi(client)
+        assert len(seen(list_all(api, revisions(made)), made)) == 5
+        if streams_lists(kube_version):
+            assert api.sent == Counter({"STREAM": 1})  # watch allowed: no 403, no pages
+            assert api.streams_lists

@@ -137,7 +137,6 @@ def _list_one(
                 )
     base: list[tuple[str, Any]] = [("limit", request.page_size), *selectors]
     accept = METADATA_LIST_ONLY if request.metadata_only else "application/json"
-    excluded = request.excluded_namespaces
     restarts = 0
     while True:
         results: list[T] = []
@@ -147,10 +146,7 @@ def _list_one(
                 query = [*base, ("continue", token)] if token else base
                 page = api.get(path, query=query, accept=accept)
                 for item in page.get("items") or ():
-                    trimmed = _trim(item, request)
-                    if trimmed["metadata"].get("namespace", "") in excluded:
-                        continue
-                    kept = handle(trimmed)
+                    kept = _handled(item, request, handle)
                     if kept is not None:
                         results.append(kept)
                 token = (page.get("metadata") or {}).get("continue") or ""
@@ -200,7 +196,6 @@ def _stream_one(
         ("timeoutSeconds", _STREAM_SECONDS),
     ]
     accept = METADATA_ONLY if request.metadata_only else "application/json"
-    excluded = request.excluded_namespaces
     results: list[T] = []
     started = False
     with contextlib.closing(api.stream(path, query=query, accept=accept)) as events:
@@ -212,10 +207,7 @@ def _stream_one(
                 if not isinstance(obj, dict):
                     raise ApiError(f"streaming list of {request.resource}: an event without object")
                 if kind == "ADDED":
-                    trimmed = _trim(obj, request)
-                    if trimmed["metadata"].get("namespace", "") in excluded:
-                        continue
-                    kept = handle(trimmed)
+                    kept = _handled(obj, request, handle)
                     if kept is not None:
                         results.append(kept)
                 elif kind == "BOOKMARK":
@@ -240,6 +232,17 @@ def _stream_one(
     raise ApiError(
         f"streaming list of {request.resource}: the API server ended it before its last object"
     )
+
+
+def _handled(
+    item: dict[str, Any], request: ListRequest, handle: Callable[[dict[str, Any]], T | None]
+) -> T | None:
+    """What `handle` keeps of one listed item, trimmed; None for an excluded namespace's (the
+    field selector already left those out: this is the second check)."""
+    trimmed = _trim(item, request)
+    if trimmed["metadata"].get("namespace", "") in request.excluded_namespaces:
+        return None
+    return handle(trimmed)
 
 
 def _trim(item: dict[str, Any], request: ListRequest) -> dict[str, Any]:
