@@ -448,11 +448,24 @@ def present(api, namespace, world) -> set[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def user_with_rules(api: k8s.ApiClient, prefix: str, rules: list[dict[str, Any]]) -> Iterator[str]:
-    """A user name (`prefix-<random>`) bound to a ClusterRole of exactly `rules`, both deleted
-    afterwards; impersonate it to act with those rules alone."""
+def user_with_rules(
+    api: k8s.ApiClient,
+    prefix: str,
+    rules: list[dict[str, Any]],
+    *,
+    service_account_namespace: str | None = None,
+) -> Iterator[str]:
+    """The user name to impersonate for an identity (`prefix-<random>`; a ServiceAccount of
+    that name in `service_account_namespace` when given) bound to a ClusterRole of exactly
+    `rules`, both deleted afterwards."""
     rbac = k8s.RbacAuthorizationV1Api(api)
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    if service_account_namespace is None:
+        user = name
+        subject = {"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}
+    else:
+        user = f"system:serviceaccount:{service_account_namespace}:{name}"
+        subject = {"kind": "ServiceAccount", "name": name, "namespace": service_account_namespace}
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
     rbac.create_cluster_role_binding(
         {
@@ -462,11 +475,11 @@ def user_with_rules(api: k8s.ApiClient, prefix: str, rules: list[dict[str, Any]]
                 "kind": "ClusterRole",
                 "name": name,
             },
-            "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
+            "subjects": [subject],
         }
     )
     try:
-        yield name
+        yield user
     finally:
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
