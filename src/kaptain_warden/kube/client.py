@@ -135,6 +135,29 @@ def resource_path(
     return path
 
 
+def _send(
+    api_client: k8s.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, Any]] | None,
+    headers: dict[str, str],
+    body: Any = None,
+    timeout: float | None,
+) -> Any:
+    """Send one request with the client's credentials; its answer, body not read yet (the
+    client reads none: it asks urllib3 not to preload)."""
+    serialized = api_client.param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    return api_client.call_api(*serialized, _request_timeout=timeout)
+
+
 def request_json(
     api_client: k8s.ApiClient,
     method: str,
@@ -156,15 +179,9 @@ def request_json(
     if body is not None:
         headers["Content-Type"] = content_type
     try:
-        serialized = api_client.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        response = _send(
+            api_client, method, path, query=query, headers=headers, body=body, timeout=timeout
         )
-        response = api_client.call_api(*serialized, _request_timeout=timeout)
         data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiError.from_answer(response.status, response.reason, data)
@@ -190,14 +207,9 @@ def stream_json(
     each read, not the whole answer. Every failure raises `ApiError`, as `request_json` does.
     """
     try:
-        serialized = api_client.param_serialize(
-            "GET",
-            path,
-            query_params=query,
-            header_params={"Accept": accept},
-            auth_settings=["BearerToken"],
+        response = _send(
+            api_client, "GET", path, query=query, headers={"Accept": accept}, timeout=timeout
         )
-        response = api_client.call_api(*serialized, _request_timeout=timeout)
     except CLIENT_ERRORS as exc:
         raise ApiError.from_exception(exc) from exc
     raw = response.response
