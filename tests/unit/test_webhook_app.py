@@ -513,3 +513,25 @@ def test_a_failed_provenance_lookup_leaves_the_keys_out_and_is_counted(caplog):
     assert stamped[f"{P}/created-by-pod-uid"] == POD_UID
     assert f"{P}/notebook" not in stamped
     assert "provenance lookup failed" in caplog.text
+
+
+def test_a_review_route_leaves_its_log_line_and_metrics_to_after_the_answer(caplog):
+    """The server's routes (`answer_first`) answer first: the review's log line and metrics
+    come when the server calls `record`, once the answer is sent, with the duration taken
+    when the answer was ready."""
+    app = make_app()
+    handler = app.extensions["kaptain_warden"]
+    labels = {"endpoint": "mutate", "operation": "CREATE", "verdict": "patched"}
+    before = sample(app, "kaptain_warden_admission_requests_total", labels)
+    caplog.set_level(logging.INFO, logger=APP_LOGGER)
+    doc = review(secret())
+    answer = handler.answer_first("mutate", orjson.dumps(doc), JSON, may_wait=False)
+    assert answer is not None and answer.status == 200
+    assert caplog.records == []
+    assert sample(app, "kaptain_warden_admission_requests_total", labels) == before
+    time.sleep(0.05)  # the time between the answer and its record is not the review's
+    answer.record()
+    (line,) = caplog.records
+    assert line.uid == doc["request"]["uid"] and line.verdict == "patched"
+    assert line.duration_ms < 50
+    assert sample(app, "kaptain_warden_admission_requests_total", labels) == before + 1

@@ -199,3 +199,41 @@ def test_a_review_for_a_thread_leaves_the_selector_until_the_thread_is_done(loop
     assert worker.threaded == [conn] and conn.state == "busy"
     assert worker.poller.calls == {"register": 1, "unregister": 1}  # the thread has it
     assert conn.events == 0
+
+
+def test_the_loop_records_a_review_only_once_its_answer_is_sent(loop) -> None:
+    """The log line and metrics (`Answer.record`) come after the answer's bytes have left: the
+    API server waits for the answer, not for them."""
+    worker, conn, client = loop
+    _settle(worker, conn, client)
+    seen: list[bytes] = []
+
+    def record() -> None:
+        client.setblocking(False)
+        try:
+            seen.append(client.recv(65536, socket.MSG_PEEK))
+        except BlockingIOError:
+            seen.append(b"")  # nothing sent yet
+        finally:
+            client.setblocking(True)
+
+    worker._routes = {"/mutate": lambda *_: Answer(200, ANSWER, record)}
+    client.sendall(_request())
+    worker._turn()
+    assert len(seen) == 1 and seen[0].endswith(ANSWER)  # recorded once, the answer out first
+    assert len(_answers(client, 1)) == 1
+
+
+def test_the_loop_records_a_review_whose_answer_could_not_be_sent(loop) -> None:
+    worker, conn, client = loop
+    _settle(worker, conn, client)
+    recorded: list[str] = []
+    worker._routes = {"/mutate": lambda *_: Answer(200, ANSWER, lambda: recorded.append("x"))}
+
+    def broken(_data: bytes) -> int:
+        raise ConnectionResetError("the API server went away")
+
+    conn.sock.send = broken
+    client.sendall(_request())
+    worker._turn()
+    assert recorded == ["x"] and conn.state == "closed"

@@ -139,7 +139,10 @@ class Answering:
                 self.log.exception("Error handling request")
                 conn.sock.sendall(answer_bytes(500, _FAILED, keepalive=False))
                 return False
-            conn.sock.sendall(answer_bytes(answer.status, answer.body, keepalive=keepalive))
+            try:
+                conn.sock.sendall(answer_bytes(answer.status, answer.body, keepalive=keepalive))
+            finally:
+                answer.record()  # once the API server has its answer (see `Answer.record`)
             return keepalive
         except OSError as exc:
             return self._dropped(exc)

@@ -387,6 +387,8 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         except OSError:
             self._close(conn)
             return True
+        finally:
+            answer.record()  # the log line and metrics, once the API server has its answer
         if sent < len(data):
             conn.unsent = (data[sent:], keepalive)
             self._unwatch(conn)
