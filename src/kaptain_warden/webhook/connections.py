@@ -57,6 +57,8 @@ class Conn(TConn):  # type: ignore[misc]
         self.keepalive = True  # the head arrived before the worker began to stop
         self.events = 0  # what the selector watches for (0: not registered)
         self.address = client[0] if isinstance(client, tuple) and client else str(client)
+        # What the current request's head says when it is a plain review (`review_head`).
+        self.plain: ReviewHead | None = None
         # A review answered without gunicorn's parser (see `answering.Answering.handle`).
         self.review: Review | None = None
         # What the loop could not write of an answer at once, and whether to keep the
@@ -80,18 +82,21 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 @dataclass(frozen=True)
 class ReviewHead:
-    """What the head of a plain review POST says: the path, the media type, keep-alive."""
+    """What the head of a plain review POST says: the path, the media type, keep-alive, and
+    the body's length."""
 
     path: str
     content_type: str | None
     keepalive: bool
+    length: int
 
 
 def review_head(head: bytes) -> ReviewHead | None:
     """The head (up to, without, its blank line) of an `HTTP/1.1` `POST` with one
     Content-Length and no Transfer-Encoding, Expect or Upgrade, whose every header line is a
     token, a colon and a value; None for anything else (gunicorn's parser and the app answer
-    that, as for every other request). The body's framing is `content_length`'s either way."""
+    that, as for every other request, framed by `content_length`). Where it gives a head, its
+    length is the one `content_length` reads: one pass over the head serves both."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
@@ -99,14 +104,17 @@ def review_head(head: bytes) -> ReviewHead | None:
     path = parts[1].partition(b"?")[0]  # the API server adds ?timeout=10s
     content_type: str | None = None
     keepalive = True
-    lengths = 0
+    length: int | None = None
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or _TOKEN.fullmatch(name) is None:
             return None
         name = name.lower()
         if name == b"content-length":
-            lengths += 1
+            text = value.strip()
+            if length is not None or not _is_length(text):
+                return None
+            length = int(text)
         elif name == b"content-type":
             if content_type is not None:
                 return None
@@ -115,9 +123,20 @@ def review_head(head: bytes) -> ReviewHead | None:
             keepalive = b"close" not in {t.strip(b" \t").lower() for t in value.split(b",")}
         elif name in (b"transfer-encoding", b"expect", b"upgrade"):
             return None
-    if lengths != 1:
+    if length is None:
         return None
-    return ReviewHead(path.decode("latin-1"), content_type, keepalive)
+    return ReviewHead(path.decode("latin-1"), content_type, keepalive, length)
+
+
+def _is_length(text: bytes) -> bool:
+    """A Content-Length value (stripped) the worker reads: digits, at most 12 of them."""
+    return text.isdigit() and len(text) <= 12
+
+
+def most_decode_cost(body: int) -> int:
+    """The most decoding a body of `body` bytes can take, without reading it: each value
+    `decode_cost` counts takes at least one byte of the body."""
+    return body * (1 + _BYTES_PER_VALUE)
 
 
 def decode_cost(buffer: bytearray, end: int) -> int:
@@ -138,7 +157,7 @@ def content_length(head: bytes) -> int | None:
             return None
         if name == b"content-length":
             text = value.strip()
-            if seen or not text.isdigit() or len(text) > 12:
+            if seen or not _is_length(text):
                 return None
             length, seen = int(text), True
     return length

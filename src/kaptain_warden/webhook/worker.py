@@ -56,6 +56,7 @@ from kaptain_warden.webhook.connections import (
     Review,
     content_length,
     decode_cost,
+    most_decode_cost,
     review_head,
 )
 from kaptain_warden.webhook.process import die_with_parent, return_large_blocks
@@ -256,7 +257,9 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
                 self._close(conn)
             return False
         conn.keepalive = self.alive
-        length = content_length(bytes(conn.buffer[:end]))
+        head_bytes = bytes(conn.buffer[:end])
+        conn.plain = review_head(head_bytes)
+        length = conn.plain.length if conn.plain is not None else content_length(head_bytes)
         head = end + 4
         if length is None or length > 2 * self.limits.max_body_bytes:
             # Chunked, malformed, or too large to be worth reading: gunicorn's parser and the
@@ -290,6 +293,12 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             got = self._recv(conn, conn.needed)
             if got is not True or len(conn.buffer) < conn.needed:
                 return False
+        if most_decode_cost(conn.body) <= min(
+            CHEAP_DECODE_BYTES, self.limits.decode_bytes_per_request
+        ):
+            # Within both bounds whatever it holds (an ordinary review): no need to scan it.
+            conn.state = "ready"
+            return True
         cost = decode_cost(conn.buffer, conn.needed)
         if cost > self.limits.decode_bytes_per_request:
             self._refuse_costly(conn, cost)
@@ -350,7 +359,7 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
             conn.buffer = bytearray()
         else:
             del conn.buffer[: conn.needed]
-        conn.review = self._review(conn, *pieces)
+        conn.review = self._review(conn, pieces[1])
         if conn.review is None:
             conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
         conn.state = "busy"
@@ -398,13 +407,13 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         self._after_answer(conn, keepalive, from_thread=False)
         return True
 
-    def _review(self, conn: Conn, head: bytes, body: bytes) -> Review | None:
+    def _review(self, conn: Conn, body: bytes) -> Review | None:
         """A review the app answers from its body alone (`app.review_routes`), to be answered
         without gunicorn's parser, WSGI environ and response (they cost about half as much as
         deciding the review); None for any other request."""
         if conn.close_after or len(body) > self.limits.max_body_bytes:
             return None
-        found = review_head(head[:-4])
+        found = conn.plain
         route = self._routes.get(found.path) if found is not None else None
         if found is None or route is None:
             return None
