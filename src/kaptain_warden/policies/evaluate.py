@@ -84,7 +84,8 @@ def find_rule(policy: Policy, subject: Subject) -> Rule | None:
     """The first rule that matches `subject`, or None when the object is not governed."""
     if is_excluded_namespace(policy, subject.namespace):
         return None
-    return next((rule for rule in policy.rules if _matches(rule, subject)), None)
+    candidates = policy.rules_by_kind.get((subject.api_version, subject.kind), ())
+    return next((rule for rule in candidates if _matches(rule, subject)), None)
 
 
 def find_backfill_rule(
@@ -111,7 +112,7 @@ def find_backfill_rule(
 
 def governs_kind(policy: Policy, api_version: str, kind: str) -> bool:
     """True when any rule names apiVersion/kind: a cheap check before any parent lookup."""
-    return any(rule.governs_kind(api_version, kind) for rule in policy.rules)
+    return (api_version, kind) in policy.rules_by_kind
 
 
 def needs_namespace_labels(policy: Policy) -> bool:

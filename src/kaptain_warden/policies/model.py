@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from types import MappingProxyType
 from typing import Literal
 
 from kaptain_warden.policies.kinds import KnownKind
@@ -154,6 +155,18 @@ class Policy:
     def keys(self) -> MetadataKeys:
         """The metadata keys under this policy's prefix (made once: read per object)."""
         return MetadataKeys(self.settings.metadata_prefix)
+
+    @cached_property
+    def rules_by_kind(self) -> Mapping[tuple[str, str], tuple[Rule, ...]]:
+        """(apiVersion, kind) -> the rules that name it, in evaluation order (made once: every
+        review asks which rules may govern its kind; the others cannot match)."""
+        found: dict[tuple[str, str], list[Rule]] = {}
+        for rule in self.rules:
+            for kind in rule.match.kinds:
+                candidates = found.setdefault((kind.api_version, kind.kind), [])
+                if not candidates or candidates[-1] is not rule:  # a kind named twice
+                    candidates.append(rule)
+        return MappingProxyType({key: tuple(rules) for key, rules in found.items()})
 
     @property
     def kinds(self) -> tuple[KnownKind, ...]:
