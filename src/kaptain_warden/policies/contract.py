@@ -27,7 +27,7 @@ from kaptain_warden.policies.inheritance import parent_refs
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.native_ttl import native_follows, native_ttl
-from kaptain_warden.policies.objects import metadata_of, string_map
+from kaptain_warden.policies.objects import metadata_maps
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.provenance import NO_PROVENANCE, Provenance
 from kaptain_warden.policies.requests import AdmissionRequest
@@ -53,12 +53,6 @@ class Plan:
     # own lookup may have missed), and keys it does not judge (its own lookup failed).
     optional: frozenset[str] = frozenset()
     unchecked: frozenset[str] = frozenset()
-
-
-def metadata_maps(obj: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(labels, annotations) of an object, as str -> str."""
-    metadata = metadata_of(obj) if isinstance(obj, Mapping) else {}
-    return string_map(metadata.get("labels")), string_map(metadata.get("annotations"))
 
 
 def _user_duration_or(value: str | None, rule: Rule, default: timedelta | None) -> timedelta | None:
@@ -122,7 +116,7 @@ def skip_reason(policy: Policy, request: AdmissionRequest) -> str | None:
 
 def plan_ungoverned(keys: MetadataKeys, request: AdmissionRequest) -> Plan:
     """No rule governs the object: a non-privileged request carries no warden key."""
-    labels, annotations = metadata_maps(request.obj)
+    labels, annotations = request.maps
     sent = [f"label {k}" for k in keys.labels if k in labels]
     sent += [f"annotation {k}" for k in keys.annotations if k in annotations]
     warnings = (
@@ -159,7 +153,7 @@ def plan_create(
     """
     keys = policy.keys
     assert request.obj is not None  # checked by skip_reason
-    labels, annotations = metadata_maps(request.obj)
+    labels, annotations = request.maps
     owner = expected_owner(request, inherited_owner, rule)
     # A controller-made child follows its own rule: user keys copied from its parent are
     # dropped (a Knative Service never inherits an expiry from its InferenceService).
@@ -292,7 +286,7 @@ def plan_update(policy: Policy, request: AdmissionRequest) -> Plan:
     user keys absent from the request keep their value, explicit new values are changes."""
     keys = policy.keys
     old_labels, old_annotations = metadata_maps(request.old_obj)
-    labels, annotations = metadata_maps(request.obj)
+    labels, annotations = request.maps
     rule_id = old_labels.get(keys.rule)
     rule = policy.rule_by_id(rule_id) if rule_id else None
     child = _is_child(policy, rule, request)

@@ -14,6 +14,12 @@ def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if type(meta) is dict or isinstance(meta, Mapping) else {}
 
 
+def metadata_maps(obj: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) of an object, as str -> str."""
+    metadata = metadata_of(obj) if isinstance(obj, Mapping) else {}
+    return string_map(metadata.get("labels")), string_map(metadata.get("annotations"))
+
+
 def string_map(value: object) -> dict[str, str]:
     """Labels or annotations as str -> str; non-string entries (invalid in the API) dropped."""
     if type(value) is not dict and not isinstance(value, Mapping):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from kaptain_warden.policies.evaluate import Subject
+from kaptain_warden.policies.objects import metadata_maps
 from kaptain_warden.policies.provenance import CreatorPod
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
@@ -30,6 +32,12 @@ class AdmissionRequest:
     dry_run: bool = False
     # The Pod the requester's bound ServiceAccount token names (`userInfo.extra`), if any.
     pod: CreatorPod | None = None
+
+    @cached_property
+    def maps(self) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """(labels, annotations) of the new object as str -> str, read once: a decision
+        reads them two or three times."""
+        return metadata_maps(self.obj)
 
     def subject(
         self,

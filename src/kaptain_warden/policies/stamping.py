@@ -16,7 +16,6 @@ from typing import Any
 from kaptain_warden.policies.contract import (
     Plan,
     expected_owner,
-    metadata_maps,
     plan_create,
     plan_ungoverned,
     plan_update,
@@ -28,6 +27,7 @@ from kaptain_warden.policies.evaluate import find_rule
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.native_ttl import native_ttl
+from kaptain_warden.policies.objects import metadata_maps
 from kaptain_warden.policies.owner import owner_label_value
 from kaptain_warden.policies.provenance import NO_PROVENANCE, Provenance
 from kaptain_warden.policies.requests import AdmissionRequest
@@ -133,7 +133,9 @@ def stamp_patch(obj: Mapping[str, Any], stamp: Stamp) -> list[dict[str, Any]]:
     return ops
 
 
-def _mutator_created_at(obj: Mapping[str, Any], keys: MetadataKeys, now: datetime) -> datetime:
+def _mutator_created_at(
+    annotations: Mapping[str, str], keys: MetadataKeys, now: datetime
+) -> datetime:
     """The creation time the mutator stamps: now, unless this very request was stamped a
     moment ago (a reinvocation after another webhook changed the object: no new patch).
 
@@ -141,7 +143,7 @@ def _mutator_created_at(obj: Mapping[str, Any], keys: MetadataKeys, now: datetim
     `creationTimestamp` and `uid` before the mutating webhooks run. A value within
     REINVOCATION_WINDOW of now is, for every expiry, the same as now.
     """
-    created = parse_time(metadata_maps(obj)[1].get(keys.created_at))
+    created = parse_time(annotations.get(keys.created_at))
     if created is not None and abs(now - created) <= REINVOCATION_WINDOW:
         return created
     return now
@@ -239,7 +241,7 @@ def plan_mutation(
                 request,
                 rule,
                 inherited_owner=inherited_owner,
-                created=_mutator_created_at(request.obj, policy.keys, now),
+                created=_mutator_created_at(request.maps[1], policy.keys, now),
                 provenance=provenance,
                 inherited_provenance=inherited_provenance,
             )

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from kaptain_warden.policies.contract import (
     Plan,
-    metadata_maps,
     plan_create,
     plan_update,
     shown,
@@ -85,13 +84,13 @@ def check_admission(
     if request.operation == "UPDATE":
         plan = plan_update(policy, request)
         found = list(plan.problems)
-        labels, annotations = metadata_maps(request.obj)
+        labels, annotations = request.maps
         found += [p for p in _differences(labels, annotations, plan) if not _named(p, found)]
         return Validation(not found, "; ".join(found) or "warden metadata carried over", plan.rule)
     rule = find_rule(
         policy, request.subject(inherited_owner=inherited_owner, namespace_labels=namespace_labels)
     )
-    labels, annotations = metadata_maps(request.obj)
+    labels, annotations = request.maps
     carried = [f"label {k}" for k in keys.labels if k in labels]
     carried += [f"annotation {k}" for k in keys.annotations if k in annotations]
     if rule is None:
