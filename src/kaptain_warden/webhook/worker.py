@@ -349,19 +349,21 @@ class DeadlineWorker(Answering, ThreadWorker):  # type: ignore[misc]
         bytes wait for the next request. The connection stays registered with the selector
         while the loop answers it (its next request is read the same way)."""
         self._waiting.discard(conn)
-        # Head and body as separate pieces, each copied once: the parser takes the body as one
+        # Head and body as separate pieces, each copied once (the head only for gunicorn's
+        # parser: a plain review needs its body alone): the parser takes the body as one
         # piece, and the buffer is let go at once (a large body would otherwise be held in
         # several copies while it is decoded).
         head_end = min(conn.buffer.find(b"\r\n\r\n") + 4, conn.needed)
         with memoryview(conn.buffer) as view:
-            pieces = [bytes(view[:head_end]), bytes(view[head_end : conn.needed])]
+            body = bytes(view[head_end : conn.needed])
+            conn.review = self._review(conn, body)
+            head = bytes(view[:head_end]) if conn.review is None else b""
         if len(conn.buffer) == conn.needed:
             conn.buffer = bytearray()
         else:
             del conn.buffer[: conn.needed]
-        conn.review = self._review(conn, pieces[1])
         if conn.review is None:
-            conn.parser = http.get_parser(self.cfg, [p for p in pieces if p], conn.client)
+            conn.parser = http.get_parser(self.cfg, [p for p in (head, body) if p], conn.client)
         conn.state = "busy"
         if (
             conn.review is not None
