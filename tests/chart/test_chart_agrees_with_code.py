@@ -135,9 +135,16 @@ def test_the_policy_configmap_is_the_default_policy_with_the_release_names_fille
 def test_the_charts_default_rules_are_the_built_in_policys_rules():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["policy"]["rules"] == BUILT_IN["rules"]
-    for key, value in values["policy"]["settings"].items():
+    settings = values["policy"]["settings"]
+    filled = {"wardenNamespace", "dryRun", "backfill"}  # from the release and sweeper.*
+    assert set(settings) == set(BUILT_IN["settings"]) - filled
+    for key, value in settings.items():
         if key != "privileged":
             assert BUILT_IN["settings"][key] == value, key
+    # The built-in policy's own ServiceAccount is the chart's to add, under the release's names.
+    privileged = BUILT_IN["settings"]["privileged"]
+    assert settings["privileged"] == {"users": [], "groups": privileged["groups"]}
+    assert privileged["users"] == ["system:serviceaccount:kaptain-warden:kaptain-warden-sweeper"]
 
 
 def sweeper_args(manifests: list[dict[str, Any]]) -> list[str]:

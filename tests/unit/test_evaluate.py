@@ -1,5 +1,7 @@
 """Which rule governs an object: matching on kind, namespace, labels, names, type and creator."""
 
+from dataclasses import replace
+
 import pytest
 
 from kaptain_warden.policies.evaluate import (
@@ -9,7 +11,6 @@ from kaptain_warden.policies.evaluate import (
     needs_namespace_labels,
 )
 from kaptain_warden.policies.loader import load_policy, parse_policy
-from kaptain_warden.policies.model import Settings
 
 NOTEBOOK = "system:serviceaccount:team-a:default-editor"
 POLICY = load_policy()
@@ -252,6 +253,8 @@ def test_kind_and_namespace_label_helpers():
 
 def test_excluded_namespaces_are_made_once_per_policy():
     """Every review asks which namespaces are excluded; the set is made once per settings."""
-    settings = Settings(excluded_namespaces=frozenset({"ops"}), warden_namespace="warden")
+    settings = replace(
+        load_policy().settings, excluded_namespaces=frozenset({"ops"}), warden_namespace="warden"
+    )
     assert settings.all_excluded_namespaces == {"ops", "kube-system", "warden"}
     assert settings.all_excluded_namespaces is settings.all_excluded_namespaces

@@ -16,6 +16,7 @@ from kaptain_warden.policies.loader import (
     load_policy,
     load_policy_text,
     parse_policy,
+    policy_schema,
 )
 
 MINIMAL = {
@@ -85,9 +86,42 @@ def test_the_built_in_policy_passes_the_schema_check_it_skips_at_start_up():
 
 def test_minimal_policy_gets_defaults():
     policy = parse_policy(MINIMAL)
-    assert policy.settings.metadata_prefix == "warden.kaptain.io"
+    settings = policy.settings
+    assert (settings.metadata_prefix, settings.warden_namespace) == (
+        "warden.kaptain.io",
+        "kaptain-warden",
+    )
+    assert settings.excluded_namespaces == {"kube-system"}
+    assert not settings.privileged_users and not settings.privileged_groups
+    assert (settings.dry_run, settings.backfill) == (False, False)
+    assert settings.propagation_policy == "Background"
     assert policy.rules[0].max_ttl == timedelta(days=30)
-    assert policy.settings.propagation_policy == "Background"
+
+
+def setting_definitions(properties=None, prefix=""):
+    """(dotted name, definition) of every setting in the schema, objects and their members."""
+    if properties is None:
+        properties = policy_schema()["$defs"]["settings"]["properties"]
+    for name, definition in properties.items():
+        yield f"{prefix}{name}", definition
+        yield from setting_definitions(definition.get("properties", {}), f"{prefix}{name}.")
+
+
+def test_every_setting_says_what_it_means_and_its_default_is_what_leaving_it_out_gives():
+    # values.yaml and the policy reference are generated from these descriptions and defaults.
+    definitions = dict(setting_definitions())
+    assert all(d.get("description") for d in definitions.values()), definitions
+    defaults = {n: d["default"] for n, d in definitions.items() if "properties" not in d}
+    assert set(defaults) == {n for n, d in definitions.items() if "default" in d}
+    spelled_out: dict = {}
+    for name, value in defaults.items():
+        *within, last = name.split(".")
+        node = spelled_out
+        for step in within:
+            node = node.setdefault(step, {})
+        node[last] = value
+    assert parse_policy({**MINIMAL, "settings": spelled_out}) == parse_policy(MINIMAL)
+    assert parse_policy({**MINIMAL, "settings": {**spelled_out, "dryRun": True}}).settings.dry_run
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ whose errors quote the offending line.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,18 +52,38 @@ class PolicyError(ValueError):
 
 
 @cache
+def _schema() -> dict[str, Any]:
+    # Read by every process: the settings' defaults are in it (about 0.1 ms).
+    schema: dict[str, Any] = json.loads(
+        resources.files(__package__).joinpath("schema.json").read_text()
+    )
+    return schema
+
+
+@cache
 def _validator() -> jsonschema.Draft202012Validator:
     # Imported on first use: loading it costs more than checking a policy, and a process that
     # runs on the built-in policy never checks one.
     import jsonschema  # noqa: PLC0415
 
-    schema = json.loads(resources.files(__package__).joinpath("schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(_schema())
 
 
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema policy files are checked against."""
-    return dict(_validator().schema)
+    return copy.deepcopy(_schema())
+
+
+def _setting(raw: Mapping[str, Any], *path: str) -> Any:
+    """The setting at `path` ("privileged", "users") in the document's `raw` settings, else
+    its default: the schema holds each setting's default and meaning (for `policy schema`
+    and the generated docs too)."""
+    *within, name = path
+    properties = _schema()["$defs"]["settings"]["properties"]
+    for step in within:
+        raw = raw.get(step, {})
+        properties = properties[step]["properties"]
+    return raw.get(name, properties[name]["default"])
 
 
 def _where(document: Any, path: Sequence[str | int]) -> str:
@@ -230,20 +251,19 @@ class _Builder:
         )
 
     def build(self, source: str) -> Policy:
-        raw_settings = self.document.get("settings", {})
+        raw = self.document.get("settings", {})
         default_max_ttl = self.duration(
-            raw_settings.get("defaultMaxTtl", "30d"), ["settings", "defaultMaxTtl"]
-        ) or timedelta(days=30)
-        privileged = raw_settings.get("privileged", {})
+            _setting(raw, "defaultMaxTtl"), ["settings", "defaultMaxTtl"]
+        ) or parse_duration(_setting({}, "defaultMaxTtl"))  # its error is reported already
         settings = Settings(
-            metadata_prefix=raw_settings.get("metadataPrefix", "warden.kaptain.io"),
-            warden_namespace=raw_settings.get("wardenNamespace", "kaptain-warden"),
-            excluded_namespaces=frozenset(raw_settings.get("excludedNamespaces", ("kube-system",))),
-            privileged_users=Globs.of(tuple(privileged.get("users", ()))),
-            privileged_groups=Globs.of(tuple(privileged.get("groups", ()))),
-            dry_run=raw_settings.get("dryRun", False),
-            backfill=raw_settings.get("backfill", False),
-            propagation_policy=raw_settings.get("propagationPolicy", "Background"),
+            metadata_prefix=_setting(raw, "metadataPrefix"),
+            warden_namespace=_setting(raw, "wardenNamespace"),
+            excluded_namespaces=frozenset(_setting(raw, "excludedNamespaces")),
+            privileged_users=Globs.of(tuple(_setting(raw, "privileged", "users"))),
+            privileged_groups=Globs.of(tuple(_setting(raw, "privileged", "groups"))),
+            dry_run=_setting(raw, "dryRun"),
+            backfill=_setting(raw, "backfill"),
+            propagation_policy=_setting(raw, "propagationPolicy"),
         )
         rules = [self.rule(r, i, default_max_ttl) for i, r in enumerate(self.document["rules"])]
         seen: dict[str, int] = {}

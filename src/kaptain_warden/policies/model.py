@@ -124,17 +124,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Settings:
-    """Global settings of a policy file."""
+    """Global settings of a policy file (their meanings and defaults: the policy schema)."""
 
-    metadata_prefix: str = "warden.kaptain.io"
-    # The warden's own namespace: never intercepted, never swept.
-    warden_namespace: str = "kaptain-warden"
-    excluded_namespaces: frozenset[str] = frozenset({"kube-system"})
-    privileged_users: Globs = Globs()
-    privileged_groups: Globs = Globs()
-    dry_run: bool = False
-    backfill: bool = False
-    propagation_policy: PropagationPolicy = "Background"
+    metadata_prefix: str
+    warden_namespace: str
+    excluded_namespaces: frozenset[str]
+    privileged_users: Globs
+    privileged_groups: Globs
+    dry_run: bool
+    backfill: bool
+    propagation_policy: PropagationPolicy
 
     @cached_property
     def all_excluded_namespaces(self) -> frozenset[str]:
