@@ -67,7 +67,7 @@ def test_every_kind_is_declared_once_and_the_tables_are_read_from_the_families()
     }  # fmt: skip
     assert [k.kind for k in PARENT_ONLY_KINDS] == ["Trial"]
     assert all(k.holds_secrets for k in HOLDER_KINDS)
-    assert {label for label, _, _ in PARENT_LABELS} == {
+    assert {label for label, _ in PARENT_LABELS} == {
         "serving.kserve.io/inferenceservice",
         "serving.kubeflow.org/inferenceservice",
         "serving.knative.dev/service",

@@ -27,7 +27,7 @@ import orjson
 from kaptain_warden.kube.api import KubeApi
 from kaptain_warden.kube.client import METADATA_LIST_ONLY, METADATA_ONLY, resource_path
 from kaptain_warden.kube.errors import ApiError
-from kaptain_warden.policies.kinds import ApiVersioned
+from kaptain_warden.policies.kinds import ApiVersioned, KnownKind
 
 __all__ = ["KindNotServedError", "ListRequest", "list_all", "list_each"]
 
@@ -75,6 +75,12 @@ class ListRequest(ApiVersioned):
     metadata_only: bool = True
     keep: Sequence[str] = ()
     page_size: int = 500
+
+    @classmethod
+    def of(cls, kind: KnownKind, **options: Any) -> ListRequest:
+        """A list of `kind`'s collection (a registry entry, or a kind a policy names with its
+        `resource`); `options` are the other fields."""
+        return cls(api_version=kind.api_version, kind=kind.kind, resource=kind.resource, **options)
 
 
 def list_all(api: KubeApi, request: ListRequest) -> list[dict[str, Any]]:

@@ -53,10 +53,10 @@ def parent_refs(obj: Mapping[str, Any]) -> tuple[ParentRef, ...]:
         refs += [ParentRef(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in valid]
     labels = metadata.get("labels")
     if isinstance(labels, Mapping):
-        for label, api_version, kind in PARENT_LABELS:
+        for label, kind in PARENT_LABELS:
             value = labels.get(label)
             if isinstance(value, str) and value:
-                refs.append(ParentRef(api_version, kind, value))
+                refs.append(ParentRef(kind.api_version, kind.kind, value))
     # A label naming an owner already referenced adds nothing (the reference has the uid).
     unique: dict[tuple[str, str, str], ParentRef] = {}
     for ref in refs:

@@ -389,10 +389,8 @@ def _list_unmanaged(
     would carry their data: Secrets are listed once per type the policy names (field
     selector `type=`), then once more for the rest when a Secret rule matches any type.
     """
-    request = ListRequest(
-        api_version=kind.api_version,
-        kind=kind.kind,
-        resource=kind.resource,
+    request = ListRequest.of(
+        kind,
         label_selector=f"!{policy.keys.managed}",
         namespaces=namespaces,
         excluded_namespaces=policy.settings.all_excluded_namespaces,

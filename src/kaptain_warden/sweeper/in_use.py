@@ -161,10 +161,8 @@ def _holder_request(
     namespaces: Sequence[str] = (),
     excluded: Collection[str] = (),
 ) -> ListRequest:
-    return ListRequest(
-        api_version=holder.api_version,
-        kind=holder.kind,
-        resource=holder.resource,
+    return ListRequest.of(
+        holder,
         namespaces=namespaces,
         excluded_namespaces=excluded,
         metadata_only=False,
@@ -221,10 +219,8 @@ def _index_volumes(
 ) -> None:
     """Index the Secrets cluster-scoped holders (PersistentVolumes) name, in the namespaces of
     `into`."""
-    request = ListRequest(
-        api_version=holder.api_version,
-        kind=holder.kind,
-        resource=holder.resource,
+    request = ListRequest.of(
+        holder,
         metadata_only=False,
         keep=("spec",),
         page_size=page_size,

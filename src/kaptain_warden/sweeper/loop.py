@@ -315,10 +315,8 @@ class Sweeper:
         keep = {"status"} if kind.needs_status else set()
         if holder is not None:
             keep |= set(holder.read_fields)
-        request = ListRequest(
-            api_version=kind.api_version,
-            kind=kind.kind,
-            resource=kind.resource,
+        request = ListRequest.of(
+            kind,
             label_selector="" if holder is not None else self.policy.keys.managed_selector,
             namespaces=self.settings.namespaces,
             excluded_namespaces=self.policy.settings.all_excluded_namespaces,

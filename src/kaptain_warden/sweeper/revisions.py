@@ -12,8 +12,8 @@ from kaptain_warden.kube.client import resource_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.expiry import Protection
-from kaptain_warden.policies.kinds import PARENT_LABELS, split_api_version
-from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL, KNATIVE_GROUP
+from kaptain_warden.policies.kinds import PARENT_LABELS, KnownKind
+from kaptain_warden.policies.metadata import KNATIVE_CONFIGURATION_LABEL
 from kaptain_warden.policies.model import Policy
 from kaptain_warden.policies.retention import (
     RetentionSettings,
@@ -35,9 +35,11 @@ RevisionPlan = dict[tuple[str, str], RevisionVerdict | Protection]
 # A rule without `retention` still never deletes a revision Knative protects: its TTL is
 # checked against this "collect nothing" plan, which only reports the protections.
 _NO_RETENTION = RetentionSettings(None, None, None, None)
-# InferenceService labels on revisions, with the API version of the InferenceService.
+# The kinds a revision's labels name: its Configuration, and its InferenceService (one label
+# per API group the InferenceService may be in).
+_CONFIGURATION: KnownKind = dict(PARENT_LABELS)[KNATIVE_CONFIGURATION_LABEL]
 _ISVC_LABELS = tuple(
-    (label, api_version) for label, api_version, kind in PARENT_LABELS if kind == "InferenceService"
+    (label, kind) for label, kind in PARENT_LABELS if kind.kind == "InferenceService"
 )
 
 
@@ -115,11 +117,11 @@ def _plan_configuration(
     else:
         raise _UnreadableError(f"configuration {configuration} could not be read (not found)")
     protected: set[str] = set()
-    for label, api_version in _ISVC_LABELS:
+    for label, isvc in _ISVC_LABELS:
         for name in sorted({_labels(r).get(label, "") for r in members} - {""}):
-            key = (namespace, api_version, name)
+            key = (namespace, isvc.api_version, name)
             if key not in isvc_cache:
-                isvc_cache[key] = _isvc_revisions(api, namespace, api_version, name)
+                isvc_cache[key] = _isvc_revisions(api, namespace, isvc, name)
             protected |= isvc_cache[key]
 
     plan: RevisionPlan = {}
@@ -150,13 +152,7 @@ def _prefetch_latest_ready(
     they are few or the list failed (then each is read by itself)."""
     if len(wanted) < CLUSTER_WIDE_FROM:
         return None
-    request = ListRequest(
-        api_version=f"{KNATIVE_GROUP}/v1",
-        kind="Configuration",
-        resource="configurations",
-        metadata_only=False,
-        keep=("status",),
-    )
+    request = ListRequest.of(_CONFIGURATION, metadata_only=False, keep=("status",))
 
     def latest(obj: dict[str, Any]) -> tuple[tuple[str, str], str | None] | None:
         key = _key(obj)
@@ -176,25 +172,18 @@ def _prefetch_isvcs(
     the cluster when `CLUSTER_WIDE_FROM` or more are labelled; the others are read one by one
     (an InferenceService that is not listed does not exist: it protects nothing)."""
     cache: dict[tuple[str, str, str], frozenset[str]] = {}
-    for label, api_version in _ISVC_LABELS:
+    for label, isvc in _ISVC_LABELS:
         wanted = {
-            (namespace, api_version, name)
+            (namespace, isvc.api_version, name)
             for (namespace, _), members in groups.items()
             for name in {_labels(r).get(label, "") for r in members} - {""}
         }
         if len(wanted) < CLUSTER_WIDE_FROM:
             continue
-        group = split_api_version(api_version)[0]
-        request = ListRequest(
-            api_version=api_version,
-            kind="InferenceService",
-            resource="inferenceservices",
-            metadata_only=False,
-            keep=("status",),
-        )
+        request = ListRequest.of(isvc, metadata_only=False, keep=("status",))
 
         def named(
-            obj: dict[str, Any], api_version: str = api_version
+            obj: dict[str, Any], api_version: str = isvc.api_version
         ) -> tuple[tuple[str, str, str], frozenset[str]]:
             namespace, name = _key(obj)
             return ((namespace, api_version, name), inference_service_revisions(obj))
@@ -204,7 +193,9 @@ def _prefetch_isvcs(
         except KindNotServedError:
             listed = {}  # that API group is not installed: nothing to protect
         except ApiError as exc:
-            logger.info("cannot list InferenceServices (%s) at once (%s); reading each", group, exc)
+            logger.info(
+                "cannot list InferenceServices (%s) at once (%s); reading each", isvc.group, exc
+            )
             continue
         cache |= {key: listed.get(key, frozenset()) for key in wanted}
     return cache
@@ -228,9 +219,9 @@ def _hold_all(
 
 def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
     path = resource_path(
-        group=KNATIVE_GROUP,
-        version="v1",
-        resource="configurations",
+        group=_CONFIGURATION.group,
+        version=_CONFIGURATION.version,
+        resource=_CONFIGURATION.resource,
         namespace=namespace,
         name=name,
     )
@@ -249,10 +240,13 @@ def _latest_of(configuration: object) -> str | None:
     return latest if isinstance(latest, str) and latest else None
 
 
-def _isvc_revisions(api: KubeApi, namespace: str, api_version: str, name: str) -> frozenset[str]:
-    group, version = split_api_version(api_version)
+def _isvc_revisions(api: KubeApi, namespace: str, isvc: KnownKind, name: str) -> frozenset[str]:
     path = resource_path(
-        group=group, version=version, resource="inferenceservices", namespace=namespace, name=name
+        group=isvc.group,
+        version=isvc.version,
+        resource=isvc.resource,
+        namespace=namespace,
+        name=name,
     )
     try:
         isvc = api.get(path)
@@ -260,7 +254,7 @@ def _isvc_revisions(api: KubeApi, namespace: str, api_version: str, name: str) -
         if exc.status == 404:
             return frozenset()  # gone, or that API group is not installed: nothing to protect
         raise _UnreadableError(
-            f"InferenceService {name} ({group}) could not be read ({describe_error(exc)})"
+            f"InferenceService {name} ({isvc.group}) could not be read ({describe_error(exc)})"
         ) from exc
     return inference_service_revisions(isvc) if isinstance(isvc, Mapping) else frozenset()
 

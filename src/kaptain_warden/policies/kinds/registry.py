@@ -72,9 +72,9 @@ HOLDER_KINDS: tuple[KnownKind, ...] = tuple(k for k in ALL_KINDS if k.holds_secr
 PARENT_ONLY_KINDS: tuple[KnownKind, ...] = tuple(
     k for k in ALL_KINDS if k.parent and not k.governable
 )
-#: Labels that name the object an object was made for: (label, apiVersion, kind) of that parent.
-PARENT_LABELS: tuple[tuple[str, str, str], ...] = tuple(
-    (label, k.api_version, k.kind) for k in ALL_KINDS for label in k.parent_labels
+#: Labels that name the object an object was made for: (label, the kind of that parent).
+PARENT_LABELS: tuple[tuple[str, KnownKind], ...] = tuple(
+    (label, k) for k in ALL_KINDS for label in k.parent_labels
 )
 
 _BY_API_VERSION_KIND = {(k.api_version, k.kind): k for k in ALL_KINDS}
