@@ -66,16 +66,31 @@ def span(figure: Mapping[str, Any]) -> str:
     return f"{low}{DASH}{high}{suffix}, median {mid}"
 
 
-def machine_line(result: Mapping[str, Any]) -> str:
-    machine, load = result["machine"], result["load"]
+def hardware(result: Mapping[str, Any]) -> str:
+    machine = result["machine"]
     model = f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""
+    return f"{machine['cpus']} CPUs{model}, {machine['memory_gib']} GiB"
+
+
+def machine_line(result: Mapping[str, Any]) -> str:
+    load = result["load"]
     during = load.get("during_max") or []
     peak = f", highest at a round's start {during[0]}" if during else ""
     return (
-        f"{machine['cpus']} CPUs{model}, {machine['memory_gib']} GiB; load average (1, 5, 15 "
-        f"min) {' / '.join(map(str, load['before']))} before{peak}, "
+        f"{hardware(result)}; load average (1, 5, 15 min) "
+        f"{' / '.join(map(str, load['before']))} before{peak}, "
         f"{' / '.join(map(str, load['after']))} after"
     )
+
+
+def one_minute_loads(result: Mapping[str, Any]) -> list[float]:
+    """The 1-minute load averages a result saw: before, at each round's start, after."""
+    load = result["load"]
+    return [load["before"][0], *(load.get("during_max") or []), load["after"][0]]
+
+
+def started(result: Mapping[str, Any]) -> str:
+    return str(result["started"])[:16].replace("T", " ")
 
 
 def summary_rows(result: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
@@ -136,11 +151,17 @@ def render_summary(results: list[dict[str, Any]], note: str) -> str:
         return "No benchmark results yet: run `make bench`.\n"
     # A result run by hand (the 100,000-object sweep: too long for `make bench`) keeps its
     # own machine line in its section; the header describes the `make bench` run.
-    ran = [r for r in results if not by_hand(r)] or results
-    first = min(ran, key=lambda r: r["started"])
+    ran = sorted((r for r in results if not by_hand(r)), key=lambda r: r["started"]) or results
+    first, last = started(ran[0]), started(ran[-1])
+    # A benchmark run again on its own makes the span longer than one run: the span says so.
+    when = (
+        first if first == last else f"{first}{DASH}{last[11:] if last[:10] == first[:10] else last}"
+    )
+    loads = [load for r in ran for load in one_minute_loads(r)]
     lines = [
-        f"From one `make bench` (started {first['started'][:16].replace('T', ' ')} UTC) on "
-        f"{machine_line(first)}.{(' ' + note) if note else ''} Ranges are min{DASH}max over the "
+        f"From `make bench` (its benchmarks started {when} UTC) on {hardware(ran[0])}; load "
+        f"average (1 min) {min(loads)}{DASH}{max(loads)} while they ran (each benchmark's own "
+        f"in its section).{(' ' + note) if note else ''} Ranges are min{DASH}max over the "
         f"rounds (A and B alternated in each). **Ratios** carry across machines; **absolute** "
         "figures (ms, reviews/s) hold for this machine and its load only.",
         "",
@@ -150,12 +171,8 @@ def render_summary(results: list[dict[str, Any]], note: str) -> str:
     for result in results:
         name = f"`{result['benchmark']}`"
         if by_hand(result):
-            load = result["load"]
-            seen = [load["before"][0], *load["during_max"], load["after"][0]]
-            name += (
-                f" (by hand, {result['started'][:16].replace('T', ' ')} UTC, load average "
-                f"{min(seen)}{DASH}{max(seen)})"
-            )
+            seen = one_minute_loads(result)
+            name += f" (by hand, {started(result)} UTC, load average {min(seen)}{DASH}{max(seen)})"
         for figure in summary_rows(result):
             lines.append(f"| {name} | {label(figure)} | {span(figure)} | {figure['kind']} |")
     targets = render_targets(results)
@@ -190,7 +207,7 @@ def render_page(results: list[dict[str, Any]], note: str) -> str:
             f"### {result['benchmark']}: {result['title']}",
             "",
             f"`{result['command']}`: {result['rounds']} rounds in {result['seconds']:g} s, "
-            f"started {result['started'].replace('T', ' ')[:16]} UTC. Machine: "
+            f"started {started(result)} UTC. Machine: "
             f"{machine_line(result)}. Arms: {', '.join(result['arms'])}.",
             "",
         ]

@@ -109,8 +109,29 @@ def test_a_result_run_by_hand_keeps_its_own_date_and_not_the_headers(tmp_path: P
         result = bench.result() | {"started": started}
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     summary = figures.render_summary(figures.load(tmp_path), "")
-    assert summary.startswith("From one `make bench` (started 2026-01-02 12:00 UTC) on ")
+    assert summary.startswith("From `make bench` (its benchmarks started 2026-01-02 12:00 UTC) on ")
     assert "| `sweep-100000` (by hand, 2026-01-01 10:00 UTC, load average " in summary
+
+
+def test_the_header_spans_every_benchmarks_start_and_load(tmp_path: Path) -> None:
+    """A benchmark run again on its own, later or earlier than the others: the header says
+    when the first and the last started, and the load over all of them, not the first's."""
+    for name, started, load in (
+        ("sweep", "2026-01-02T12:40:00+00:00", 2.5),
+        ("outage", "2026-01-02T12:05:00+00:00", 0.25),
+        ("startup", "2026-01-02T12:30:00+00:00", 1.0),
+    ):
+        bench = Rounds(name, title="t", arms=("a",), rounds=1)
+        bench.declare("wall", "s")
+        bench.record(0, "a", {"wall": 1.0})
+        stamp = {"before": [load, 0, 0], "during_max": [load], "after": [load, 0, 0]}
+        result = bench.result() | {"started": started, "load": stamp}
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    summary = figures.render_summary(figures.load(tmp_path), "")
+    assert summary.startswith(
+        "From `make bench` (its benchmarks started 2026-01-02 12:05\u201312:40 UTC) on "
+    )
+    assert "load average (1 min) 0.25\u20132.5 while they ran" in summary
 
 
 def test_the_targets_table_says_from_the_rounds_whether_each_target_was_met(
