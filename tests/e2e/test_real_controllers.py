@@ -164,6 +164,14 @@ def _revisions(admin: k8s.ApiClient) -> dict[str, dict[str, Any]]:
     return {r["metadata"]["name"]: r for r in _items(admin, f"{KNATIVE}/revisions", selector)}
 
 
+def _latest_created_revision(admin: k8s.ApiClient) -> str | None:
+    status = get_json(admin, f"{ISVC}/iris").get("status") or {}
+    latest: str | None = (
+        status.get("components", {}).get("predictor", {}).get("latestCreatedRevision")
+    )
+    return latest
+
+
 def _sweep(world, *at: str) -> list[dict[str, Any]]:
     plane, _, _ = world
     result = run_cli(
@@ -214,6 +222,14 @@ def test_a_notebook_deploys_redeploys_and_deletes_a_model(world, admin, notebook
             world, lambda: _revisions(admin).get("iris-predictor-00001"), "the first Revision"
         )
         _assert_stamped(first, "knative-revisions")
+        # KServe writes the new Revision into the InferenceService's status once it sees it.
+        # `replace` below reads the resourceVersion, then writes: a status write landing in
+        # between is a 409 Conflict for the notebook, in a cluster as here (CI saw it once).
+        _waited(
+            world,
+            lambda: _latest_created_revision(admin) == "iris-predictor-00001",
+            "KServe to record the first Revision in the InferenceService's status",
+        )
         deployed = time.monotonic()
 
         # Redeploy: `replace` sends the user's own manifest (with the resourceVersion it looked
