@@ -6,7 +6,12 @@ from __future__ import annotations
 import yaml
 
 from helm_chart import CHART, ROOT
-from kaptain_warden.install.generated import generated_files, stale_files, values_table
+from kaptain_warden.install.generated import (
+    _without_defaults,
+    generated_files,
+    stale_files,
+    values_table,
+)
 from kaptain_warden.policies.kinds import HOLDER_KINDS, KNOWN_KINDS, PARENT_ONLY_KINDS
 
 
@@ -64,3 +69,21 @@ def test_the_values_table_documents_keys_defaults_and_overrides():
         "| `a.c` | `{d: [x]}` | Covered below. |",
         "| `e` | the built-in one | Long text over lines. |",
     ]
+
+
+def test_the_chart_copy_drops_default_keywords_not_properties_named_default():
+    schema = {
+        "type": "object",
+        "default": {},
+        "properties": {
+            "default": {"type": "string", "default": "x"},
+            "ttl": {"anyOf": [{"type": "string", "default": "1d"}, {"type": "null"}]},
+        },
+    }
+    assert _without_defaults(schema) == {
+        "type": "object",
+        "properties": {
+            "default": {"type": "string"},
+            "ttl": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+    }

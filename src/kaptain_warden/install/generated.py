@@ -167,10 +167,24 @@ def values_yaml(current: str) -> str:
     return _splice(text, _RULES_BEGIN, _RULES_END, body, "values.yaml")
 
 
-def _without_defaults(definition: dict[str, Any]) -> dict[str, Any]:
+# Keywords whose value maps names to schemas: a name there is not a keyword, even "default".
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs"})
+
+
+def _without_defaults(schema: Any) -> Any:
+    """`schema` without its `default` keywords, at any depth (a property named `default`
+    stays, its own `default` does not)."""
+    if isinstance(schema, list):
+        return [_without_defaults(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
     return {
-        key: _without_defaults(value) if isinstance(value, dict) else value
-        for key, value in definition.items()
+        key: (
+            {name: _without_defaults(child) for name, child in value.items()}
+            if key in _NAMED_SCHEMAS and isinstance(value, dict)
+            else _without_defaults(value)
+        )
+        for key, value in schema.items()
         if key != "default"
     }
 
