@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kaptain_warden.kube.client import load_api_client
+from kaptain_warden.kube.client import kind_path, load_api_client
+from kaptain_warden.kube.listing import ListRequest
+from kaptain_warden.policies.kinds import KNOWN_KINDS
 
 CA, CERT, KEY = b"ca pem\n", b"client cert pem\n", b"-----BEGIN PRIVATE KEY-----\nsecret\n"
 
@@ -97,3 +99,14 @@ def test_a_killed_process_leaves_no_credentials_behind(tmp_path: Path, temp_dir:
         process.kill()  # SIGKILL: no atexit, no cleanup of any kind
         process.wait()
     assert list(temp_dir.iterdir()) == []
+
+
+def test_kind_path_names_a_collection_or_an_object_of_a_kind():
+    (tfjob,) = [k for k in KNOWN_KINDS if k.kind == "TFJob"]
+    assert kind_path(tfjob) == "/apis/kubeflow.org/v1/tfjobs"
+    assert (
+        kind_path(tfjob, "team-a", "mnist")
+        == "/apis/kubeflow.org/v1/namespaces/team-a/tfjobs/mnist"
+    )
+    secrets = ListRequest(api_version="v1", kind="Secret", resource="secrets")
+    assert kind_path(secrets, namespace="team-a") == "/api/v1/namespaces/team-a/secrets"

@@ -261,7 +261,7 @@ def _resolve_kind(policy: Policy, text: str) -> list[KnownKind]:
 
 
 def _run_extend(args: argparse.Namespace) -> int:
-    from kaptain_warden.kube.client import METADATA_ONLY, resource_path
+    from kaptain_warden.kube.client import METADATA_ONLY, kind_path
     from kaptain_warden.kube.errors import ApiError, describe_error
     from kaptain_warden.policies.contract import duration_problems
     from kaptain_warden.policies.expiry import rule_id_of
@@ -284,13 +284,7 @@ def _run_extend(args: argparse.Namespace) -> int:
         return 1
     found: list[tuple[KnownKind, dict[str, Any], str]] = []
     for kind in kinds:
-        path = resource_path(
-            group=kind.group,
-            version=kind.version,
-            resource=kind.resource,
-            namespace=namespace,
-            name=name,
-        )
+        path = kind_path(kind, namespace=namespace, name=name)
         try:
             obj = api.get(path, accept=METADATA_ONLY)
         except ApiError as exc:

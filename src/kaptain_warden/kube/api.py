@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from kaptain_warden.kube.client import METADATA_ONLY, request_json, resource_path, stream_json
+from kaptain_warden.kube.client import METADATA_ONLY, kind_path, request_json, stream_json
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import KnownKind
 
@@ -117,13 +117,7 @@ def patch_listed(
         metadata["labels"] = labels
     if annotations is not None:
         metadata["annotations"] = annotations
-    path = resource_path(
-        group=kind.group,
-        version=kind.version,
-        resource=kind.resource,
-        namespace=namespace,
-        name=name,
-    )
+    path = kind_path(kind, namespace=namespace, name=name)
     try:
         api.request(
             "PATCH",

@@ -7,7 +7,7 @@ import hashlib
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -133,6 +133,28 @@ def resource_path(
     if name:
         path += f"/{name}"
     return path
+
+
+class Served(Protocol):
+    """What names a kind's REST collection: a registry entry, a list request."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+
+
+def kind_path(kind: Served, namespace: str | None = None, name: str | None = None) -> str:
+    """`resource_path` of `kind`'s collection, or of its object `name`."""
+    return resource_path(
+        group=kind.group,
+        version=kind.version,
+        resource=kind.resource,
+        namespace=namespace,
+        name=name,
+    )
 
 
 def _send(

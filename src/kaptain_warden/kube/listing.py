@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from kaptain_warden.kube.api import KubeApi
-from kaptain_warden.kube.client import METADATA_LIST_ONLY, METADATA_ONLY, resource_path
+from kaptain_warden.kube.client import METADATA_LIST_ONLY, METADATA_ONLY, kind_path
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.kinds import ApiVersioned, KnownKind
 
@@ -116,12 +116,7 @@ def _list_one(
     namespace: str | None,
     handle: Callable[[dict[str, Any]], T | None],
 ) -> list[T]:
-    path = resource_path(
-        group=request.group,
-        version=request.version,
-        resource=request.resource,
-        namespace=namespace,
-    )
+    path = kind_path(request, namespace=namespace)
     selectors: list[tuple[str, Any]] = []
     if request.label_selector:
         selectors.append(("labelSelector", request.label_selector))

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from kubernetes import client as k8s
 
-from kaptain_warden.kube.client import METADATA_ONLY, get_json, resource_path
+from kaptain_warden.kube.client import METADATA_ONLY, get_json, kind_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.policies.inheritance import ParentRef, parent_refs
 from kaptain_warden.policies.kinds import KNOWN_KINDS, PARENT_ONLY_KINDS, KnownKind
@@ -164,10 +164,8 @@ class ParentOwnerResolver:
             # would otherwise steer the request).
             entry = _Entry(now + self._ttl, None, ())
         else:
-            path = resource_path(
-                group=kind.group,
-                version=kind.version,
-                resource=kind.resource,
+            path = kind_path(
+                kind,
                 namespace=quote(namespace, safe=""),
                 name=quote(ref.name, safe=""),
             )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaptain_warden.kube.api import KubeApi
-from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.client import kind_path
 from kaptain_warden.kube.errors import ApiError, describe_error, error_status
 from kaptain_warden.policies.expiry import Cause
 from kaptain_warden.policies.model import PropagationPolicy
@@ -125,13 +125,7 @@ class Deleter:
                 extra=fields | {"outcome": entry.outcome},
             )
             return False
-        path = resource_path(
-            group=kind.group,
-            version=kind.version,
-            resource=kind.resource,
-            namespace=entry.namespace,
-            name=entry.name,
-        )
+        path = kind_path(kind, namespace=entry.namespace, name=entry.name)
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from kaptain_warden.kube.api import KubeApi
-from kaptain_warden.kube.client import resource_path
+from kaptain_warden.kube.client import kind_path
 from kaptain_warden.kube.errors import ApiError, describe_error
 from kaptain_warden.kube.listing import KindNotServedError, ListRequest, list_each
 from kaptain_warden.policies.expiry import Protection
@@ -218,13 +218,7 @@ def _hold_all(
 
 
 def _latest_ready(api: KubeApi, namespace: str, name: str) -> str | None:
-    path = resource_path(
-        group=_CONFIGURATION.group,
-        version=_CONFIGURATION.version,
-        resource=_CONFIGURATION.resource,
-        namespace=namespace,
-        name=name,
-    )
+    path = kind_path(_CONFIGURATION, namespace=namespace, name=name)
     try:
         configuration = api.get(path)
     except ApiError as exc:
@@ -241,22 +235,16 @@ def _latest_of(configuration: object) -> str | None:
 
 
 def _isvc_revisions(api: KubeApi, namespace: str, isvc: KnownKind, name: str) -> frozenset[str]:
-    path = resource_path(
-        group=isvc.group,
-        version=isvc.version,
-        resource=isvc.resource,
-        namespace=namespace,
-        name=name,
-    )
+    path = kind_path(isvc, namespace=namespace, name=name)
     try:
-        isvc = api.get(path)
+        obj = api.get(path)
     except ApiError as exc:
         if exc.status == 404:
             return frozenset()  # gone, or that API group is not installed: nothing to protect
         raise _UnreadableError(
             f"InferenceService {name} ({isvc.group}) could not be read ({describe_error(exc)})"
         ) from exc
-    return inference_service_revisions(isvc) if isinstance(isvc, Mapping) else frozenset()
+    return inference_service_revisions(obj) if isinstance(obj, Mapping) else frozenset()
 
 
 def _key(revision: Mapping[str, Any]) -> tuple[str, str]:
