@@ -200,13 +200,13 @@ def test_rotations_under_steady_admission_traffic_fail_no_request(
     assert observed.rotations() >= WANTED_CA_ROTATIONS, log[-3000:]
     assert len(observed.served) > observed.rotations() + 1  # renewals under one CA too
     assert "the old CA left the bundle" in log
-    # The bundle grew to two CAs and shrank back to one, more than once.
-    changes = [
-        size
-        for i, size in enumerate(observed.bundle_sizes)
-        if i == 0 or observed.bundle_sizes[i - 1] != size
-    ]
-    assert changes[:4] == [1, 2, 1, 2]
+    # The bundle grew past one CA and shrank back to one, more than once. Past one is two, or
+    # three when the next rotation comes due before the last one's old CA left (a watch slowed
+    # by a loaded machine promotes late; both old CAs then leave together): trust is only ever
+    # added early and removed late, so every review above still succeeded.
+    one_or_more = [min(size, 2) for size in observed.bundle_sizes]
+    changes = [size for i, size in enumerate(one_or_more) if i == 0 or one_or_more[i - 1] != size]
+    assert changes[:4] == [1, 2, 1, 2], observed.bundle_sizes
     assert observed.requests > 200
 
 
