@@ -16,6 +16,7 @@ import requests
 from warden_server import Server
 
 from factories import review, secret
+from polling import eventually
 
 DEADLINE = 1.0  # the short handshake/header/body deadlines of the server under attack
 
@@ -198,10 +199,15 @@ def test_a_killed_arbiter_takes_its_workers_with_it_and_a_restart_binds_at_once(
     with attackers(first, 2, "half-body"):
         while len(answered) < 50:
             time.sleep(0.01)
-        workers = subprocess.run(
-            ["pgrep", "-P", str(first.process.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        assert len(workers) == 2
+
+        def both_workers() -> list[str] | None:
+            pgrep = ["pgrep", "-P", str(first.process.pid)]
+            found = subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout
+            return found.split() if len(found.split()) == 2 else None
+
+        # gunicorn forks its workers one by one, up to 0.1 s apart: the first may have answered
+        # the 50 reviews before the second exists.
+        workers = eventually(both_workers, "both workers to be forked", timeout=10)
         killed = time.monotonic()
         first.process.kill()
         first.process.wait()
