@@ -110,7 +110,10 @@ def webhook_configurations(
     keys over on UPDATE (a replace with one's own manifest keeps them); it is reinvoked if
     another webhook changes the object (`IfNeeded`), which is safe because it is idempotent.
     The validating webhook also sees UPDATEs of the status subresources that can change
-    metadata (judging only the metadata).
+    metadata (judging only the metadata). It sees every CREATE too, with no `matchConditions`:
+    a mutating webhook called after ours and reinvoked after our reinvocation has the last word
+    on the object, and may apply a tenant's own rules; nothing a match condition can read tells
+    our stamp from values such a mutator copied.
     """
     if not 1 <= timeout_seconds <= 30:
         raise ValueError(f"timeoutSeconds must be between 1 and 30, got {timeout_seconds}")
