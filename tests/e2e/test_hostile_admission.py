@@ -156,8 +156,12 @@ def test_status_updates_cannot_rewrite_warden_metadata(control_plane, kube_admin
     assert KEYS.keep not in after["metadata"]["annotations"]
 
 
+FORGED = "bob@example.com"
+OWNER_POINTER = KEYS.owner.replace("~", "~0").replace("/", "~1")  # a JSON Pointer token
+
+
 class _OwnerRewriter(http.server.BaseHTTPRequestHandler):
-    """A mutating webhook that sets the owner annotation to `FORGED_OWNER` on every call, as a
+    """A mutating webhook that sets the owner annotation to `FORGED` on every call, as a
     tenant's own mutation rule can (a namespaced Kyverno Policy in the tenant's namespace, say:
     it is the tenant's to write, and Kyverno's webhook applies it to every create there)."""
 
@@ -186,10 +190,6 @@ class _OwnerRewriter(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-FORGED = "bob@example.com"
-OWNER_POINTER = KEYS.owner.replace("~", "~0").replace("/", "~1")
 
 
 @pytest.mark.parametrize("reinvocation", ["IfNeeded", "Never"])
