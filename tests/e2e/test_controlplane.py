@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import http.server
 import json
 import os
 import signal
@@ -13,7 +11,6 @@ import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,7 +21,6 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from kaptain_warden.certs.pki import build_certificate
 from kaptain_warden.testing import controlplane
 from kaptain_warden.testing.binaries import BinariesNotFoundError, find_binaries, kubernetes_version
 from kaptain_warden.testing.controlplane import ControlPlane
@@ -33,6 +29,7 @@ from kaptain_warden.testing.errors import ControlPlaneError
 from kaptain_warden.testing.upstream import LOCAL_CRD_DIR, find_upstream
 from kube_versions import job_finished_conditions
 from polling import eventually
+from webhook_kit import LoopbackWebhook
 
 pytestmark = pytest.mark.e2e
 
@@ -869,94 +866,57 @@ def test_binaries_from_test_assets_output_and_overrides(
 # --------------------------------------------------------------------------------------------
 
 
-class _DenyingWebhook(http.server.BaseHTTPRequestHandler):
-    """Answers every AdmissionReview with a denial naming the object."""
-
-    def do_POST(self) -> None:
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        request = review["request"]
-        answer = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {
-                "uid": request["uid"],
-                "allowed": False,
-                "status": {"code": 403, "message": f"denied {request['name']} by the test webhook"},
-            },
-        }
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def _deny(request: dict[str, Any]) -> dict[str, Any]:
+    """Denies every AdmissionReview, naming the object."""
+    message = f"denied {request['name']} by the test webhook"
+    return {"allowed": False, "status": {"code": 403, "message": message}}
 
 
 def test_api_server_calls_admission_webhooks_on_loopback(
-    control_plane: ControlPlane, kube_admin: k8s.ApiClient, namespace: str, tmp_path: Path
+    control_plane: ControlPlane, kube_admin: k8s.ApiClient, namespace: str
 ) -> None:
-    serving = build_certificate(
-        ca=control_plane.ca,
-        common_name="test-webhook",
-        now=dt.datetime.now(dt.UTC),
-        valid_for=dt.timedelta(hours=1),
-        ip_addresses=("127.0.0.1",),
-    )
-    (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
-    (tmp_path / "tls.key").write_bytes(serving.key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DenyingWebhook)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    admission = k8s.AdmissionregistrationV1Api(kube_admin)
-    name = f"deny-configmaps-{namespace}"
-    try:
-        admission.create_validating_webhook_configuration(
-            {
-                "metadata": {"name": name},
-                "webhooks": [
-                    {
-                        "name": "deny.test.kaptain.io",
-                        "clientConfig": {
-                            "url": f"https://127.0.0.1:{server.server_address[1]}/validate",
-                            "caBundle": base64.b64encode(control_plane.ca_pem).decode(),
-                        },
-                        "rules": [
-                            {
-                                "apiGroups": [""],
-                                "apiVersions": ["v1"],
-                                "operations": ["CREATE"],
-                                "resources": ["configmaps"],
-                            }
-                        ],
-                        "namespaceSelector": {
-                            "matchLabels": {"kubernetes.io/metadata.name": namespace}
-                        },
-                        "sideEffects": "None",
-                        "admissionReviewVersions": ["v1"],
-                        "failurePolicy": "Fail",
-                        "timeoutSeconds": 5,
-                    }
-                ],
-            }
-        )
-        core = k8s.CoreV1Api(kube_admin)
+    with LoopbackWebhook(control_plane, _deny) as server:
+        admission = k8s.AdmissionregistrationV1Api(kube_admin)
+        name = f"deny-configmaps-{namespace}"
+        try:
+            admission.create_validating_webhook_configuration(
+                {
+                    "metadata": {"name": name},
+                    "webhooks": [
+                        {
+                            "name": "deny.test.kaptain.io",
+                            "clientConfig": server.client_config("/validate"),
+                            "rules": [
+                                {
+                                    "apiGroups": [""],
+                                    "apiVersions": ["v1"],
+                                    "operations": ["CREATE"],
+                                    "resources": ["configmaps"],
+                                }
+                            ],
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                            },
+                            "sideEffects": "None",
+                            "admissionReviewVersions": ["v1"],
+                            "failurePolicy": "Fail",
+                            "timeoutSeconds": 5,
+                        }
+                    ],
+                }
+            )
+            core = k8s.CoreV1Api(kube_admin)
 
-        def denied() -> str:
-            try:
-                core.create_namespaced_config_map(
-                    namespace, {"metadata": {"name": "probe"}}, dry_run="All"
-                )
-            except ApiException as error:
-                return str(json.loads(error.body)["message"])
-            return ""
+            def denied() -> str:
+                try:
+                    core.create_namespaced_config_map(
+                        namespace, {"metadata": {"name": "probe"}}, dry_run="All"
+                    )
+                except ApiException as error:
+                    return str(json.loads(error.body)["message"])
+                return ""
 
-        message = eventually(denied, "the webhook configuration to take effect", timeout=15)
-        assert "denied probe by the test webhook" in message
-    finally:
-        admission.delete_validating_webhook_configuration(name)
-        server.shutdown()
+            message = eventually(denied, "the webhook configuration to take effect", timeout=15)
+            assert "denied probe by the test webhook" in message
+        finally:
+            admission.delete_validating_webhook_configuration(name)

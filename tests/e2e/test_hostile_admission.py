@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
-import http.server
 import json
-import ssl
-import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
-from kaptain_warden.certs.pki import build_certificate
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.kube.errors import ApiError
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user
 from polling import eventually
+from webhook_kit import LoopbackWebhook
 
 pytestmark = pytest.mark.e2e
 
@@ -160,36 +155,13 @@ FORGED = "bob@example.com"
 OWNER_POINTER = KEYS.owner.replace("~", "~0").replace("/", "~1")  # a JSON Pointer token
 
 
-class _OwnerRewriter(http.server.BaseHTTPRequestHandler):
-    """A mutating webhook that sets the owner annotation to `FORGED` on every call, as a
-    tenant's own mutation rule can (a namespaced Kyverno Policy in the tenant's namespace, say:
-    it is the tenant's to write, and Kyverno's webhook applies it to every create there)."""
-
-    calls = 0
-
-    def do_POST(self) -> None:
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls += 1
-        patch = [{"op": "add", "path": f"/metadata/annotations/{OWNER_POINTER}", "value": FORGED}]
-        answer = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {
-                "uid": review["request"]["uid"],
-                "allowed": True,
-                "patchType": "JSONPatch",
-                "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
-            },
-        }
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def _rewrite_owner(request: dict[str, Any]) -> dict[str, Any]:
+    """Sets the owner annotation to `FORGED`, as a tenant's own mutation rule can (a namespaced
+    Kyverno Policy in the tenant's namespace, say: it is the tenant's to write, and Kyverno's
+    webhook applies it to every create there)."""
+    patch = [{"op": "add", "path": f"/metadata/annotations/{OWNER_POINTER}", "value": FORGED}]
+    encoded = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"allowed": True, "patchType": "JSONPatch", "patch": encoded}
 
 
 @pytest.mark.parametrize("reinvocation", ["IfNeeded", "Never"])
@@ -198,7 +170,6 @@ def test_a_mutating_webhook_after_the_wardens_cannot_rewrite_the_owner_on_create
     kube_admin: k8s.ApiClient,
     warden: WardenStack,
     profile: str,
-    tmp_path: Path,
     reinvocation: str,
 ) -> None:
     """Mutating webhooks run in the order of their configurations' names, and the API server
@@ -207,82 +178,52 @@ def test_a_mutating_webhook_after_the_wardens_cannot_rewrite_the_owner_on_create
     the object after every mutation, stops its owner from landing. This is why the validating
     webhook is called on every create, not only on updates. A mutator that is not reinvoked is
     undone by the warden's own reinvocation."""
-    serving = build_certificate(
-        ca=control_plane.ca,
-        common_name="owner-rewriter",
-        now=dt.datetime.now(dt.UTC),
-        valid_for=dt.timedelta(hours=1),
-        ip_addresses=("127.0.0.1",),
-    )
-    (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
-    (tmp_path / "tls.key").write_bytes(serving.key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    handler = type("Rewriter", (_OwnerRewriter,), {"calls": 0})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     name = f"zz-tenant-mutator-{profile}"  # sorts after the warden's configuration
     assert name > warden.name
     configurations = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
     secrets = f"/api/v1/namespaces/{profile}/secrets"
-    request_json(
-        kube_admin,
-        "POST",
-        configurations,
-        body={
-            "metadata": {"name": name},
-            "webhooks": [
-                {
-                    "name": "rewrite-owner.tenant.example.com",
-                    "clientConfig": {
-                        "url": f"https://127.0.0.1:{server.server_address[1]}/mutate",
-                        "caBundle": base64.b64encode(control_plane.ca_pem).decode(),
-                    },
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE"],
-                            "resources": ["secrets"],
-                        }
-                    ],
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": profile}},
-                    "reinvocationPolicy": reinvocation,
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                    "failurePolicy": "Fail",
-                    "timeoutSeconds": 5,
-                }
-            ],
-        },
-    )
-    try:
-        with control_plane.impersonating_api_client(notebook_user(profile)) as notebook:
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"]}
+    with LoopbackWebhook(control_plane, _rewrite_owner) as rewriter:
+        mutator = {
+            "name": "rewrite-owner.tenant.example.com",
+            "clientConfig": rewriter.client_config("/mutate"),
+            "rules": [{**rule, "resources": ["secrets"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": profile}},
+            "reinvocationPolicy": reinvocation,
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 5,
+        }
+        body = {"metadata": {"name": name}, "webhooks": [mutator]}
+        request_json(kube_admin, "POST", configurations, body=body)
+        try:
+            with control_plane.impersonating_api_client(notebook_user(profile)) as notebook:
 
-            def rewriter_called() -> bool:
-                probe = {"metadata": {"generateName": "probe-"}}
-                with contextlib.suppress(ApiError):  # denied once the rewriter is in effect
-                    request_json(notebook, "POST", secrets, query=[("dryRun", "All")], body=probe)
-                return handler.calls > 0
+                def rewriter_called() -> bool:
+                    probe = {"metadata": {"generateName": "probe-"}}
+                    dry_run = [("dryRun", "All")]
+                    with contextlib.suppress(ApiError):  # denied once the rewriter is in effect
+                        request_json(notebook, "POST", secrets, query=dry_run, body=probe)
+                    return rewriter.calls > 0
 
-            eventually(rewriter_called, "the tenant's mutating webhook to take effect")
-            handler.calls = 0
-            secret = {"metadata": {"name": "creds"}, "stringData": {"token": "t"}}
-            if reinvocation == "IfNeeded":
-                with pytest.raises(ApiError) as info:
-                    request_json(notebook, "POST", secrets, body=secret)
-                assert info.value.status == 403, str(info.value)
-                assert "validate.warden.kaptain.io" in info.value.message
-                assert KEYS.owner in info.value.message and FORGED in info.value.message
-                with pytest.raises(ApiError) as missing:
-                    request_json(kube_admin, "GET", f"{secrets}/creds")
-                assert missing.value.status == 404
-            else:
-                created = request_json(notebook, "POST", secrets, body=secret)
-                assert created["metadata"]["annotations"][KEYS.owner] == notebook_user(profile)
-            # Called once, and once more after the warden's reinvocation undid its change.
-            assert handler.calls == (2 if reinvocation == "IfNeeded" else 1)
-    finally:
-        request_json(kube_admin, "DELETE", f"{configurations}/{name}")
-        server.shutdown()
+                eventually(rewriter_called, "the tenant's mutating webhook to take effect")
+                rewriter.calls = 0
+                secret = {"metadata": {"name": "creds"}, "stringData": {"token": "t"}}
+                if reinvocation == "IfNeeded":
+                    with pytest.raises(ApiError) as info:
+                        request_json(notebook, "POST", secrets, body=secret)
+                    assert info.value.status == 403, str(info.value)
+                    assert "validate.warden.kaptain.io" in info.value.message
+                    assert KEYS.owner in info.value.message and FORGED in info.value.message
+                    with pytest.raises(ApiError) as missing:
+                        request_json(kube_admin, "GET", f"{secrets}/creds")
+                    assert missing.value.status == 404
+                else:
+                    created = request_json(notebook, "POST", secrets, body=secret)
+                    owner = created["metadata"]["annotations"][KEYS.owner]
+                    assert owner == notebook_user(profile)
+                # Called once, and once more after the warden's reinvocation undid its change.
+                assert rewriter.calls == (2 if reinvocation == "IfNeeded" else 1)
+        finally:
+            request_json(kube_admin, "DELETE", f"{configurations}/{name}")
