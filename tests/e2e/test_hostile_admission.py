@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 
 from kaptain_warden.kube.client import request_json
 from kaptain_warden.kube.errors import ApiError
+from kaptain_warden.policies.kinds.paths import json_pointer
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.testing.controlplane import ControlPlane
 from kaptain_warden.testing.stack import WardenStack, create_profile_namespace, notebook_user
@@ -152,14 +153,14 @@ def test_status_updates_cannot_rewrite_warden_metadata(control_plane, kube_admin
 
 
 FORGED = "bob@example.com"
-OWNER_POINTER = KEYS.owner.replace("~", "~0").replace("/", "~1")  # a JSON Pointer token
 
 
 def _rewrite_owner(request: dict[str, Any]) -> dict[str, Any]:
     """Sets the owner annotation to `FORGED`, as a tenant's own mutation rule can (a namespaced
     Kyverno Policy in the tenant's namespace, say: it is the tenant's to write, and Kyverno's
     webhook applies it to every create there)."""
-    patch = [{"op": "add", "path": f"/metadata/annotations/{OWNER_POINTER}", "value": FORGED}]
+    owner = json_pointer("metadata", "annotations", KEYS.owner)
+    patch = [{"op": "add", "path": owner, "value": FORGED}]
     encoded = base64.b64encode(json.dumps(patch).encode()).decode()
     return {"allowed": True, "patchType": "JSONPatch", "patch": encoded}
 

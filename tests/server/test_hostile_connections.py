@@ -201,9 +201,11 @@ def test_a_killed_arbiter_takes_its_workers_with_it_and_a_restart_binds_at_once(
             time.sleep(0.01)
 
         def both_workers() -> list[str] | None:
-            pgrep = ["pgrep", "-P", str(first.process.pid)]
-            found = subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout
-            return found.split() if len(found.split()) == 2 else None
+            pgrep = subprocess.run(
+                ["pgrep", "-P", str(first.process.pid)], capture_output=True, text=True, check=False
+            )
+            found = pgrep.stdout.split()
+            return found if len(found) == 2 else None
 
         # gunicorn forks its workers one by one, up to 0.1 s apart: the first may have answered
         # the 50 reviews before the second exists.

@@ -12,7 +12,7 @@ from typing import Any
 
 from kaptain_warden.policies.durations import DurationError, parse_duration
 from kaptain_warden.policies.kinds import NativeTtl, registered_kind
-from kaptain_warden.policies.kinds.paths import parse_path, value_at
+from kaptain_warden.policies.kinds.paths import json_pointer, parse_path, value_at
 
 __all__ = ["native_follows", "native_location", "native_ttl"]
 
@@ -43,17 +43,13 @@ def _keys(path: str) -> tuple[str, ...]:
     return tuple(step.key for step in parse_path(path) if step.key is not None)
 
 
-def _pointer(keys: tuple[str, ...]) -> str:
-    return "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in keys)
-
-
 def native_location(obj: Mapping[str, Any]) -> tuple[str, object] | None:
     """(JSON pointer, current value or None) of the object's native TTL field, if its kind
     has one."""
     keys = _path_for(obj)
     if keys is None:
         return None
-    return _pointer(keys), value_at(obj, ".".join(keys))
+    return json_pointer(*keys), value_at(obj, ".".join(keys))
 
 
 def native_ttl(obj: Mapping[str, Any], seconds: int) -> tuple[tuple[str, Any], ...]:
@@ -70,11 +66,11 @@ def native_ttl(obj: Mapping[str, Any], seconds: int) -> tuple[tuple[str, Any], .
             value: Any = seconds
             for inner in reversed(keys[depth + 1 :]):
                 value = {inner: value}
-            return ((_pointer(keys[: depth + 1]), value),)
+            return ((json_pointer(*keys[: depth + 1]), value),)
         node = child
     if keys[-1] in node:
         return ()
-    return ((_pointer(keys), seconds),)
+    return ((json_pointer(*keys), seconds),)
 
 
 def native_follows(

@@ -24,6 +24,7 @@ from kaptain_warden.policies.contract import (
 )
 from kaptain_warden.policies.durations import format_duration
 from kaptain_warden.policies.evaluate import find_rule
+from kaptain_warden.policies.kinds.paths import json_pointer
 from kaptain_warden.policies.metadata import MetadataKeys
 from kaptain_warden.policies.model import Policy, Rule
 from kaptain_warden.policies.native_ttl import native_ttl
@@ -58,11 +59,6 @@ class Stamp:
     annotations: dict[str, str]
     # (JSON pointer, value) pairs for native TTL fields the object does not set.
     native: tuple[tuple[str, Any], ...] = ()
-
-
-def _escape(key: str) -> str:
-    """A map key as a JSON Pointer reference token (RFC 6901: `~` → `~0`, `/` → `~1`)."""
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def plan_stamp(
@@ -114,7 +110,7 @@ def _missing_ops(
             [{"op": "add", "path": f"/metadata/{section}", "value": dict(wanted)}] if wanted else []
         )
     return [
-        {"op": "add", "path": f"/metadata/{section}/{_escape(k)}", "value": v}
+        {"op": "add", "path": _member_path(section, k), "value": v}
         for k, v in wanted.items()
         if k not in current
     ]
@@ -173,7 +169,7 @@ def _sync_ops(
 @functools.lru_cache(maxsize=256)
 def _member_path(section: str, key: str) -> str:
     """The JSON Pointer of metadata[section][key]."""
-    return f"/metadata/{section}/{_escape(key)}"
+    return json_pointer("metadata", section, key)
 
 
 def _plan_patch(obj: Mapping[str, Any], plan: Plan) -> list[dict[str, Any]]:

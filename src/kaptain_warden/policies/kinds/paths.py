@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Step", "parse_path", "value_at", "values", "walk"]
+__all__ = ["Step", "json_pointer", "parse_path", "value_at", "values", "walk"]
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
@@ -90,3 +90,9 @@ def value_at(node: object, path: str) -> object:
             return None
         node = node.get(step.key)
     return node
+
+
+def json_pointer(*keys: str) -> str:
+    """The JSON Pointer (RFC 6901) of the member reached through map `keys`, each escaped as a
+    reference token (`~` → `~0`, `/` → `~1`): the `path` of a JSON Patch operation."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in keys)
